@@ -1,0 +1,194 @@
+"""Two-stage inference: stage 1 scans a video once into a memory; stage 2 answers queries from it alone."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from longvmnet.memory import Memory, MemoryMeta
+from longvmnet.model import MemoryTensors
+from longvmnet.queries import (
+    ActivityAnswer,
+    ActivityQuery,
+    Answer,
+    ObjectAnswer,
+    ObjectQuery,
+    Query,
+    QueryError,
+    TimeAnswer,
+    TimeQuery,
+    collate,
+    decode,
+    validate,
+)
+from longvmnet.video import FrameReader, VideoLimits, iter_clips, probe
+
+Progress = Callable[[int, int], None]  # (frames scanned, frames in total)
+MAX_CROP_PIXELS = 4096 * 4096
+
+
+# ---------------------------------------------------------------------- stage 1
+def clip_tensors(model, frames: torch.Tensor, times: torch.Tensor) -> MemoryTensors:
+    """Frames (t, h, w, 3) uint8 at times (t,) -> clip tokens with provenance, batch of 1: (1, t*p, ...)."""
+    tokens = model.embed_frames(frames)  # (t, p, d)
+    t, p, d = tokens.shape
+    rows, cols = model.grid_positions(t)
+    return {
+        "tokens": tokens.reshape(1, t * p, d),
+        "times": times.float().to(model.device).repeat_interleave(p)[None],
+        "rows": rows[None],
+        "cols": cols[None],
+    }
+
+
+def empty_memory(model, batch: int = 1) -> MemoryTensors:
+    d, dev = model.config.d_model, model.device
+    return {
+        "tokens": torch.zeros(batch, 0, d, device=dev),
+        "times": torch.zeros(batch, 0, device=dev),
+        "rows": torch.zeros(batch, 0, dtype=torch.long, device=dev),
+        "cols": torch.zeros(batch, 0, dtype=torch.long, device=dev),
+    }
+
+
+def write_clip(model, memory: MemoryTensors, clip: MemoryTensors) -> MemoryTensors:
+    """One sampler step of stage 1. The first clip (empty memory) is tiled when it has fewer than m tokens."""
+    m = model.config.memory_size
+    if memory["tokens"].shape[1] == 0 and clip["tokens"].shape[1] < m:
+        reps = -(-m // clip["tokens"].shape[1])
+        clip = {k: v.repeat(1, reps, *([1] * (v.ndim - 2))) for k, v in clip.items()}
+    out = model.write_memory(memory, clip, noise=False, size=m)
+    return {k: out[k] for k in ("tokens", "times", "rows", "cols")}
+
+
+@torch.inference_mode()
+def build_memory(
+    model,
+    video: str | os.PathLike,
+    *,
+    limits: VideoLimits = VideoLimits(),
+    progress: Progress | None = None,
+    isolate: bool = True,
+) -> Memory:
+    """Stage 1: one pass over the video in non-overlapping clips of T frames; the sampler writes the memory.
+
+    With `isolate` the video is decoded in a child process (a crashing decoder cannot take the caller down,
+    and decoding overlaps the model's work).
+    """
+    model.eval()
+    c = model.config
+    size = (c.image_size, c.image_size)
+    start = time.perf_counter()
+    if isolate:
+        reader = FrameReader(video, c.memory_fps, c.clip_len, size, limits=limits)
+        info = reader.info
+        clips = reader
+    else:
+        info = probe(video, limits)
+        reader = None
+        from longvmnet.video import DecodeReport
+
+        report = DecodeReport()
+        clips = iter_clips(video, c.memory_fps, c.clip_len, size, limits=limits, report=report)
+    total = max(1, int(np.ceil(info.duration_s * c.memory_fps)))
+    memory = empty_memory(model)
+    seen = 0
+    try:
+        for clip in clips:
+            tensors = clip_tensors(model, torch.from_numpy(clip.frames), torch.from_numpy(clip.times))
+            memory = write_clip(model, memory, tensors)
+            seen += len(clip.times)
+            if progress is not None:
+                progress(min(seen, total), max(total, seen))
+    finally:
+        if reader is not None:
+            reader.close()
+    report = reader.report if reader is not None else report
+    meta = MemoryMeta(
+        video=Path(video).name,
+        fingerprint=info.fingerprint,
+        fps=c.memory_fps,
+        duration_s=float(info.duration_s),
+        frames_seen=seen,
+        checkpoint=model.fingerprint(),
+        build_s=time.perf_counter() - start,
+        skipped_packets=report.skipped_packets,
+    )
+    return Memory(
+        memory["tokens"][0].float().cpu(),
+        memory["times"][0].float().cpu(),
+        memory["rows"][0].long().cpu(),
+        memory["cols"][0].long().cpu(),
+        meta,
+    )
+
+
+# ---------------------------------------------------------------------- stage 2
+def load_crop(path: str | os.PathLike, *, max_pixels: int = MAX_CROP_PIXELS) -> np.ndarray:
+    """An object crop image from disk, opened with explicit formats and a pixel limit. -> (h, w, 3) uint8"""
+    name = Path(path).name
+    if not Path(path).is_file():
+        raise QueryError(f"The crop image {name} does not exist.")
+    try:
+        with Image.open(path, formats=["PNG", "JPEG", "WEBP", "BMP"]) as im:
+            if im.width * im.height > max_pixels:
+                raise QueryError(
+                    f"The crop image {name} is {im.width}x{im.height} pixels, over the limit; use a smaller crop."
+                )
+            return np.asarray(im.convert("RGB"))
+    except QueryError:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise QueryError(f"{name} is not a readable PNG, JPEG, WebP or BMP image; upload an image of the object.") from e
+
+
+def crop_tokens(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
+    """Object crops of any size -> (b, p, d) tokens from the same frozen backbone."""
+    s = model.config.image_size
+    arr = np.stack([np.asarray(Image.fromarray(c).resize((s, s), Image.BILINEAR)) for c in crops])
+    return model.embed_frames(torch.from_numpy(arr))
+
+
+@torch.inference_mode()
+def answer(model, memory: Memory, queries: Sequence[Query], *, batch_size: int = 32) -> list[Answer]:
+    """Stage 2: answer queries of any kinds from the memory alone, batched by kind. Order is kept."""
+    model.eval()
+    c = model.config
+    for q in queries:
+        validate(q, duration_s=memory.meta.duration_s, activities=c.activities)
+    mem1 = {k: v.to(model.device) for k, v in memory.batched().items()}
+    results: list[Answer | None] = [None] * len(queries)
+    for kind in ("activity", "object", "time"):
+        todo = [i for i, q in enumerate(queries) if q.kind == kind]
+        fps = c.object_fps if kind == "object" else c.query_fps
+        for s in range(0, len(todo), batch_size):
+            idx = todo[s : s + batch_size]
+            batch = [queries[i] for i in idx]
+            grid = collate(batch, fps)
+            mem = {k: v.expand(len(batch), *v.shape[1:]) for k, v in mem1.items()}
+            obj = crop_tokens(model, [q.crop for q in batch]) if kind in ("activity", "time") else None
+            act = (
+                torch.tensor([c.activities.index(q.activity) for q in batch]) if kind in ("object", "time") else None
+            )
+            out = model(mem, kind, grid["times"], grid["mask"], object_tokens=obj, activity=act)
+            for i, a in zip(idx, decode(kind, out, grid["times"], grid["mask"], c.activities, fps)):
+                results[i] = a
+    return results  # type: ignore[return-value]
+
+
+def ask_activity(model, memory: Memory, crop: np.ndarray, start: float, end: float) -> ActivityAnswer:
+    return answer(model, memory, [ActivityQuery(crop, start, end)])[0]
+
+
+def ask_object(model, memory: Memory, activity: str, start: float, end: float) -> ObjectAnswer:
+    return answer(model, memory, [ObjectQuery(activity, start, end)])[0]
+
+
+def ask_time(model, memory: Memory, activity: str, crop: np.ndarray, start: float, end: float) -> TimeAnswer:
+    return answer(model, memory, [TimeQuery(activity, crop, start, end)])[0]

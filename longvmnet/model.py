@@ -1,0 +1,279 @@
+"""Long-VMNet: backbone, neural sampler, memory write, encoder-decoder and heads.
+
+Letters: b batch, m memory tokens, k clip tokens, p tokens per frame (grid^2), l time queries, d width,
+c activity classes.
+
+Model outputs are dicts with fixed keys:
+  activity: activity_logits (b, c)
+  object:   boxes (b, l, 4) normalised cxcywh, presence_logits (b, l)
+  time:     start_logits (b, l), end_logits (b, l)
+Padded time queries carry heads.NEG logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from longvmnet.backbone import Backbone
+from longvmnet.config import ModelConfig
+from longvmnet.heads import ActivityHead, ObjectHead, TimeHead
+from longvmnet.position_encoding import spatial_encoding, temporal_encoding
+from longvmnet.sampler import NeuralSampler, relaxed_topk
+
+KINDS = ("activity", "object", "time")
+MemoryTensors = dict[str, torch.Tensor]  # tokens (b, m, d), times (b, m), rows (b, m), cols (b, m)
+
+
+class LongVMNet(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="longvmnet",
+    tags=["video", "long-video-understanding", "long-vmnet"],
+    license="apache-2.0",
+):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        if isinstance(config, dict):
+            config = ModelConfig(**config)
+        self.config = c = config
+        d = c.d_model
+        self.backbone = Backbone(
+            c.backbone,
+            image_size=c.image_size,
+            grid=c.grid,
+            kwargs=c.backbone_kwargs,
+            pretrained=c.backbone_pretrained,
+            weights=c.backbone_weights,
+        )
+        self.proj = nn.Sequential(nn.LayerNorm(c.backbone_dim), nn.Linear(c.backbone_dim, d))
+        self.activity_embed = nn.Sequential(nn.Linear(len(c.activities), d), nn.GELU(), nn.Linear(d, d))
+        self.sampler = NeuralSampler(
+            d_model=d, n_heads=c.n_heads, ffn_dim=c.ffn_dim, layers=c.sampler_layers, dropout=c.dropout
+        )
+        enc_layer = nn.TransformerEncoderLayer(d, c.n_heads, c.ffn_dim, c.dropout, batch_first=True, norm_first=True)
+        dec_layer = nn.TransformerDecoderLayer(d, c.n_heads, c.ffn_dim, c.dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(enc_layer, c.enc_layers, enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoder(dec_layer, c.dec_layers, norm=nn.LayerNorm(d))
+        self.role_embed = nn.Embedding(3, d)  # encoder input roles: memory, object, activity
+        self.kind_embed = nn.Embedding(len(KINDS), d)  # which query type the decoder answers
+        self.heads = nn.ModuleDict(
+            {"activity": ActivityHead(d, len(c.activities)), "object": ObjectHead(d), "time": TimeHead(d)}
+        )
+        self.temperature = 1.0  # Gumbel top-k temperature, annealed by training (not saved)
+        self._fingerprint: str | None = None
+
+    # ------------------------------------------------------------------ embeddings
+    @property
+    def device(self) -> torch.device:
+        return self.proj[1].weight.device
+
+    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """(b, h, w, 3) uint8 -> (b, p, d) projected backbone tokens."""
+        return self.proj(self.backbone(frames.to(self.device)))
+
+    def project(self, backbone_tokens: torch.Tensor) -> torch.Tensor:
+        """Cached backbone tokens (..., backbone_dim) -> (..., d)."""
+        return self.proj(backbone_tokens.to(self.device, torch.float32))
+
+    def embed_activity(self, idx: torch.Tensor) -> torch.Tensor:
+        """(b,) class ids -> (b, 1, d) through a one-hot and a feed-forward layer."""
+        one_hot = F.one_hot(idx.to(self.device), len(self.config.activities)).float()
+        return self.activity_embed(one_hot).unsqueeze(1)
+
+    def time_pe(self, times: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        pe_fps = max(c.query_fps, c.object_fps, c.memory_fps)
+        return temporal_encoding(times.to(self.device), c.d_model, fps=pe_fps, max_video_s=c.max_video_s)
+
+    def token_pe(self, times: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """2D spatial + video-level temporal encoding of token provenance. (b, n) x3 -> (b, n, d)"""
+        c = self.config
+        return self.time_pe(times) + spatial_encoding(rows.to(self.device), cols.to(self.device), c.d_model, c.grid)
+
+    def grid_positions(self, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row and column of each token of n_frames frames in backbone order. -> (n_frames*p,), (n_frames*p,)"""
+        g = self.config.grid
+        rows = torch.arange(g, device=self.device).repeat_interleave(g)
+        cols = torch.arange(g, device=self.device).repeat(g)
+        return rows.repeat(n_frames), cols.repeat(n_frames)
+
+    # ------------------------------------------------------------------ stage 1: memory write
+    def write_memory(
+        self,
+        memory: MemoryTensors,
+        clip: MemoryTensors,
+        *,
+        clip_mask: torch.Tensor | None = None,
+        noise: bool | None = None,
+        size: int | None = None,
+    ) -> MemoryTensors:
+        """The sampler reads m memory + k clip tokens and keeps m of them.
+
+        memory, clip: tokens (b, m|k, d), times, rows, cols (b, m|k); clip_mask (b, k) True = real token.
+        `size` is the number kept (default: the memory's size; the first write starts from an empty memory).
+        Returns the new memory (same keys, (b, size, ...)) plus "scores" (b, m + k).
+        """
+        m = memory["tokens"].shape[1] if size is None else size
+        cand = {key: torch.cat([memory[key].to(self.device), clip[key].to(self.device)], 1) for key in clip}
+        x = cand["tokens"] + self.token_pe(cand["times"], cand["rows"], cand["cols"])
+        scores = self.sampler(x)
+        if clip_mask is not None:
+            keep = torch.cat([torch.ones_like(memory["times"], dtype=torch.bool), clip_mask.to(self.device)], 1)
+            scores = scores.masked_fill(~keep, float("-inf"))
+        c = self.config
+        idx, weight = relaxed_topk(
+            scores,
+            m,
+            temperature=self.temperature,
+            noise=self.training if noise is None else noise,
+            method=c.topk,
+            steps=c.topk_steps,
+        )
+        out = {key: cand[key].gather(1, idx) for key in ("times", "rows", "cols")}
+        tokens = cand["tokens"].gather(1, repeat(idx, "b m -> b m d", d=c.d_model))
+        out["tokens"] = tokens * weight.unsqueeze(-1)  # forward: x 1.0 exactly; backward: the relaxed gradient
+        out["scores"] = scores
+        return out
+
+    # ------------------------------------------------------------------ stage 2: queries
+    def encode(
+        self,
+        memory: MemoryTensors,
+        *,
+        object_tokens: torch.Tensor | None = None,
+        activity: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encoder over memory tokens fused with the query inputs. -> (b, m [+ p] [+ 1], d)"""
+        c = self.config
+        mem = memory["tokens"].to(self.device)
+        b = mem.shape[0]
+        parts = []
+        if object_tokens is not None:
+            obj = object_tokens.to(self.device)
+            if c.fusion == "paper":  # memory viewed as frames of p tokens, times the object's p tokens
+                mem = rearrange(mem, "b (f p) d -> b f p d", p=c.tokens_per_frame) * obj.unsqueeze(1)
+                mem = rearrange(mem, "b f p d -> b (f p) d")
+            elif c.fusion == "pooled":
+                mem = mem * obj.mean(1, keepdim=True)
+            else:
+                raise ValueError(f"Unknown fusion {c.fusion!r}; use paper or pooled.")
+            rows, cols = self.grid_positions(1)
+            obj_pe = spatial_encoding(rows, cols, c.d_model, c.grid)
+            parts.append(obj + obj_pe + self.role_embed.weight[1])
+        pe = self.token_pe(memory["times"], memory["rows"], memory["cols"])
+        parts.insert(0, mem + pe + self.role_embed.weight[0])
+        if activity is not None:
+            parts.append(self.embed_activity(activity) + self.role_embed.weight[2])
+        assert all(p.shape[0] == b for p in parts)
+        return self.encoder(torch.cat(parts, 1))
+
+    def decode(self, enc: torch.Tensor, times: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+        """Temporal-encoding queries cross-attend the encoder output, self-attending within chunks.
+
+        enc (b, n, d), times (b, l), mask (b, l) True = real query  ->  (b, l, d)
+        """
+        b, length = times.shape
+        chunk = min(self.config.decoder_chunk, length)
+        pad = (-length) % chunk
+        tgt = self.time_pe(times) + self.kind_embed.weight[KINDS.index(kind)]
+        valid = mask.to(self.device)
+        if pad:
+            tgt = F.pad(tgt, (0, 0, 0, pad))
+            valid = F.pad(valid, (0, pad), value=False)
+        n = tgt.shape[1] // chunk
+        tgt = rearrange(tgt, "b (n c) d -> (b n) c d", c=chunk)
+        valid = rearrange(valid, "b (n c) -> (b n) c", c=chunk)
+        valid = valid | ~valid.any(1, keepdim=True)  # a chunk of padding only attends to itself (no NaN)
+        memory = repeat(enc, "b s d -> (b n) s d", n=n)
+        out = self.decoder(tgt, memory, tgt_key_padding_mask=~valid)
+        return rearrange(out, "(b n) c d -> b (n c) d", b=b)[:, :length]
+
+    def forward(
+        self,
+        memory: MemoryTensors,
+        kind: str,
+        times: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        object_tokens: torch.Tensor | None = None,
+        activity: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Answer a batch of queries of one kind from memory alone.
+
+        memory: tokens (b, m, d), times/rows/cols (b, m); times (b, l) seconds of the decoder's time queries,
+        mask (b, l); object_tokens (b, p, d) for activity and time queries; activity (b,) for object and time.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"Unknown query kind {kind!r}; use one of {', '.join(KINDS)}.")
+        needs_object, needs_activity = kind in ("activity", "time"), kind in ("object", "time")
+        if needs_object != (object_tokens is not None) or needs_activity != (activity is not None):
+            raise ValueError(f"A {kind} query takes {'an object crop' if needs_object else 'no crop'} and "
+                             f"{'an activity' if needs_activity else 'no activity'}.")  # fmt: skip
+        enc = self.encode(memory, object_tokens=object_tokens, activity=activity)
+        h = self.decode(enc, times, mask, kind)
+        return self.heads[kind](h, mask.to(self.device))
+
+    # ------------------------------------------------------------------ identity
+    def fingerprint(self) -> str:
+        """Short hash of the config and weights: memories are only valid for the checkpoint that wrote them."""
+        if self._fingerprint is None:
+            h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+            for name, t in sorted(self.state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir,
+        force_download: bool,
+        local_files_only: bool,
+        token,
+        map_location: str = "cpu",
+        strict: bool = True,
+        config: ModelConfig | dict | None = None,
+        **model_kwargs,
+    ) -> LongVMNet:
+        """Strict safetensors loading (never a pickle). The backbone's weights come from the checkpoint,
+        so it is built without fetching timm's pretrained weights."""
+        if config is None:
+            raise FileNotFoundError(f"{model_id} has no config.json.")
+        config = ModelConfig(**config) if isinstance(config, dict) else config
+        model = cls(replace(config, backbone_pretrained=False, backbone_weights=None), **model_kwargs)
+        if os.path.isdir(model_id):
+            model_file = os.path.join(model_id, "model.safetensors")
+        else:
+            from huggingface_hub import hf_hub_download
+
+            model_file = hf_hub_download(
+                repo_id=model_id,
+                filename="model.safetensors",
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                token=token,
+                local_files_only=local_files_only,
+            )
+        return cls._load_as_safetensor(model, model_file, map_location, strict)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._fingerprint = None
+        return super().load_state_dict(*args, **kwargs)
+
+
+def build_model(config: ModelConfig) -> LongVMNet:
+    return LongVMNet(config)

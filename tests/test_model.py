@@ -1,0 +1,151 @@
+"""Model invariants on the tiny preset: output keys and shapes, gradients, batching, losses."""
+
+import pytest
+import torch
+
+from longvmnet.config import preset
+from longvmnet.inference import empty_memory, write_clip
+from longvmnet.losses import Criterion
+from longvmnet.model import LongVMNet
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return LongVMNet(preset("tiny"))
+
+
+def random_memory(model, b=2):
+    c = model.config
+    rows, cols = model.grid_positions(c.memory_frames)
+    return {
+        "tokens": torch.randn(b, c.memory_size, c.d_model),
+        "times": torch.rand(b, c.memory_size) * 60,
+        "rows": rows.repeat(b, 1),
+        "cols": cols.repeat(b, 1),
+    }
+
+
+def query_inputs(model, kind, b=2, length=12):
+    c = model.config
+    times = torch.arange(length).float().repeat(b, 1)
+    mask = torch.ones(b, length, dtype=torch.bool)
+    mask[1, length - 3 :] = False
+    obj = torch.randn(b, c.tokens_per_frame, c.d_model) if kind in ("activity", "time") else None
+    act = torch.tensor([0, 3]) if kind in ("object", "time") else None
+    return times, mask, obj, act
+
+
+@pytest.mark.parametrize(
+    "kind,shapes",
+    [
+        ("activity", {"activity_logits": (2, 10)}),
+        ("object", {"boxes": (2, 12, 4), "presence_logits": (2, 12)}),
+        ("time", {"start_logits": (2, 12), "end_logits": (2, 12)}),
+    ],
+)
+def test_output_keys_and_shapes(model, kind, shapes):
+    model.eval()
+    times, mask, obj, act = query_inputs(model, kind)
+    out = model(random_memory(model), kind, times, mask, object_tokens=obj, activity=act)
+    assert {k: tuple(v.shape) for k, v in out.items()} == shapes
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+def test_wrong_inputs_for_kind_are_refused(model):
+    times, mask, obj, _ = query_inputs(model, "activity")
+    with pytest.raises(ValueError, match="object query"):
+        model(random_memory(model), "object", times, mask, object_tokens=obj)
+    with pytest.raises(ValueError, match="Unknown query kind"):
+        model(random_memory(model), "colour", times, mask)
+
+
+def test_batched_equals_unbatched(model):
+    model.eval()
+    times, mask, obj, act = query_inputs(model, "time", length=40)
+    mem = random_memory(model)
+    with torch.no_grad():
+        both = model(mem, "time", times, mask, object_tokens=obj, activity=act)
+        one = model({k: v[1:] for k, v in mem.items()}, "time", times[1:, :37], mask[1:, :37],
+                    object_tokens=obj[1:], activity=act[1:])  # fmt: skip
+    assert torch.allclose(both["start_logits"][1, :37], one["start_logits"][0], atol=1e-4)
+
+
+def test_gradients_reach_sampler_scores(model):
+    model.train()
+    model.zero_grad()
+    mem = random_memory(model)
+    clip = random_memory(model)
+    new = model.write_memory(mem, clip)
+    times, mask, obj, act = query_inputs(model, "activity")
+    out = model(new, "activity", times, mask, object_tokens=obj, activity=act)
+    loss, _ = Criterion()("activity", out, {"activity": torch.zeros(2, 10)})
+    loss.backward()
+    grad = model.sampler.score[1].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    model.eval()
+
+
+def test_memory_write_keeps_size_and_provenance(model):
+    model.eval()
+    mem = random_memory(model)
+    clip = random_memory(model)
+    clip["times"] = clip["times"] + 1000.0
+    with torch.no_grad():
+        new = model.write_memory(mem, clip, noise=False)
+    assert new["tokens"].shape == mem["tokens"].shape
+    # every kept token is one of the candidates, with its own provenance
+    cand_t = torch.cat([mem["times"], clip["times"]], 1)
+    for b in range(2):
+        assert set(new["times"][b].tolist()) <= set(cand_t[b].tolist())
+
+
+def test_memory_size_independent_of_video_length(model):
+    model.eval()
+    c = model.config
+    sizes = []
+    for n_clips in (1, 3, 9):
+        memory = empty_memory(model)
+        with torch.no_grad():
+            for i in range(n_clips):
+                frames = torch.randint(0, 255, (c.clip_len, c.image_size, c.image_size, 3), dtype=torch.uint8)
+                rows, cols = model.grid_positions(c.clip_len)
+                times = (i * c.clip_len + torch.arange(c.clip_len)).float().repeat_interleave(c.tokens_per_frame)
+                clip = {"tokens": model.embed_frames(frames).reshape(1, -1, c.d_model), "times": times[None],
+                        "rows": rows[None], "cols": cols[None]}  # fmt: skip
+                memory = write_clip(model, memory, clip)
+        sizes.append(tuple(memory["tokens"].shape))
+        assert memory["times"].max() < n_clips * c.clip_len
+    assert sizes == [(1, c.memory_size, c.d_model)] * 3
+
+
+@pytest.mark.parametrize("kind", ["activity", "object", "time"])
+def test_losses_finite(model, kind):
+    model.train()
+    times, mask, obj, act = query_inputs(model, kind)
+    out = model(random_memory(model), kind, times, mask, object_tokens=obj, activity=act)
+    box_mask = mask.clone()
+    box_mask[:, :4] = False
+    tgt = {
+        "activity": torch.tensor([[1.0] + [0.0] * 9, [0.0, 1.0] + [0.0] * 8]),
+        "boxes": torch.tensor([0.1, 0.1, 0.4, 0.5]).expand(2, 12, 4),
+        "box_mask": box_mask,
+        "mask": mask,
+        "start_idx": torch.tensor([2, 3]),
+        "end_idx": torch.tensor([5, 7]),
+    }
+    total, terms = Criterion()(kind, out, tgt)
+    assert torch.isfinite(total) and total > 0
+    assert all(torch.isfinite(v) for v in terms.values())
+    total.backward()
+    model.eval()
+
+
+@pytest.mark.parametrize("fusion", ["paper", "pooled"])
+def test_fusions(fusion):
+    torch.manual_seed(0)
+    m = LongVMNet(preset("tiny", fusion=fusion)).eval()
+    times, mask, obj, act = query_inputs(m, "activity")
+    out = m(random_memory(m), "activity", times, mask, object_tokens=obj)
+    out2 = m(random_memory(m), "activity", times, mask, object_tokens=obj * 2)
+    assert not torch.allclose(out["activity_logits"], out2["activity_logits"])
