@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 
-
 def _user_errors() -> tuple[type[Exception], ...]:
     from longvmnet.hub import CheckpointError
     from longvmnet.memory import MemoryFileError
@@ -26,13 +25,20 @@ def cmd_build_memory(args) -> dict:
     from longvmnet.inference import build_memory
 
     model = load_model(args.checkpoint)
-    with tqdm(total=0, unit="frame", desc="scanning", disable=args.quiet) as bar:
+    bar = None
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # created on the first clip, so an unreadable video prints no empty bar
+            bar = tqdm(total=total, unit="frame", desc="scanning", disable=args.quiet)
+        bar.total = total
+        bar.update(done - bar.n)
 
+    try:
         memory = build_memory(model, args.video, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     path = memory.save(args.out)
     return {"memory": str(path), **asdict(memory.meta), "tokens": memory.size}
 
@@ -45,7 +51,9 @@ def cmd_ask(args) -> dict:
 
     model = load_model(args.checkpoint)
     c = model.config
-    memory = Memory.load(args.memory, expected_size=c.memory_size, expected_dim=c.d_model, checkpoint=model.fingerprint())
+    memory = Memory.load(
+        args.memory, expected_size=c.memory_size, expected_dim=c.d_model, checkpoint=model.fingerprint()
+    )
     end = memory.meta.duration_s if args.end is None else args.end
     if args.kind == "activity":
         query = ActivityQuery(load_crop(args.object), args.start, end)
@@ -64,13 +72,59 @@ def cmd_generate(args) -> dict:
     return {"benchmark": str(Path(root) / "benchmark.json")}
 
 
+def cmd_train(args) -> dict:
+    from dataclasses import replace
+
+    from longvmnet.config import preset
+    from longvmnet.data.features import FeatureCache
+    from longvmnet.data.rest import ReSTData
+    from longvmnet.hub import load_model
+    from longvmnet.model import LongVMNet
+    from longvmnet.train import TrainConfig, Trainer
+
+    data = ReSTData(args.data)
+    if args.init:  # e.g. a checkpoint whose backbone was pretrained (python -m longvmnet.recipe does this)
+        init = load_model(args.init)
+        model = LongVMNet(replace(init.config, activities=list(data.activities)))
+        model.backbone.load_state_dict(init.backbone.state_dict())
+    else:
+        model = LongVMNet(preset(args.preset, activities=list(data.activities)))
+    cfg = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                      continual=args.continual, method=args.method)  # fmt: skip
+    cache = FeatureCache(args.cache or Path(args.data) / "cache", model)
+    log = Trainer(model, data, cache, cfg, Path(args.out)).run(resume=not args.restart)
+    return {"checkpoint": args.out, "steps": len(log), "final_loss": log[-1]["loss"] if log else None}
+
+
+def cmd_evaluate(args) -> dict:
+    from longvmnet.data.features import FeatureCache
+    from longvmnet.data.rest import ReSTData
+    from longvmnet.evaluate import evaluate, format_table, save_json
+    from longvmnet.hub import load_model
+
+    model = load_model(args.checkpoint)
+    data = ReSTData(args.data)
+    cache = (
+        FeatureCache(args.cache or Path(args.data) / "cache", model) if args.method != "longvmnet" else None
+    )
+    result = evaluate(
+        model, data, args.split, method=args.method, cache=cache, memory_frames=args.memory_frames
+    )
+    print(format_table(result), file=sys.stderr)
+    if args.json:
+        save_json(result, args.json)
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="longvmnet", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build-memory", help="stage 1: scan a video once into a memory file")
     b.add_argument("video")
-    b.add_argument("--checkpoint", default=None, help="folder or Hub repo id (default: the bundled checkpoint)")
+    b.add_argument(
+        "--checkpoint", default=None, help="folder or Hub repo id (default: the bundled checkpoint)"
+    )
     b.add_argument("--out", required=True, help="memory file to write (.safetensors)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build_memory)
@@ -79,7 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("memory")
     a.add_argument("--checkpoint", default=None, help="the checkpoint that built the memory")
     kinds = a.add_subparsers(dest="kind", required=True)
-    for kind, needs in (("activity", ("object",)), ("object", ("activity",)), ("time", ("activity", "object"))):
+    for kind, needs in (
+        ("activity", ("object",)),
+        ("object", ("activity",)),
+        ("time", ("activity", "object")),
+    ):
         k = kinds.add_parser(kind)
         if "activity" in needs:
             k.add_argument("--activity", required=True, help="activity class name")
@@ -95,6 +153,34 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--minutes", type=float, default=30.0)
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_generate)
+
+    t = sub.add_parser("train", help="train Long-VMNet (or the per-query baseline) on a benchmark")
+    t.add_argument("--data", required=True, help="benchmark folder (longvmnet generate)")
+    t.add_argument("--out", required=True, help="checkpoint folder to write")
+    t.add_argument("--preset", default="synth")
+    t.add_argument("--init", default=None, help="checkpoint whose (pretrained) backbone to start from")
+    t.add_argument("--epochs", type=int, default=4)
+    t.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: all epochs)")
+    t.add_argument("--batch-size", type=int, default=6)
+    t.add_argument("--continual", type=int, default=2, help="past queries in the continual loss (0: off)")
+    t.add_argument("--method", choices=["longvmnet", "baseline"], default="longvmnet")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--cache", default=None, help="feature cache folder (default: DATA/cache)")
+    t.add_argument("--restart", action="store_true", help="ignore a saved training state")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="Table 2 of the paper on a benchmark split")
+    e.add_argument("--checkpoint", default=None)
+    e.add_argument("--data", required=True)
+    e.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
+    e.add_argument("--method", choices=["longvmnet", "longvmnet-cached", "baseline", "random", "uniform"],
+                   default="longvmnet")  # fmt: skip
+    e.add_argument(
+        "--memory-frames", type=int, default=None, help="resize the memory (frames' worth of tokens)"
+    )
+    e.add_argument("--cache", default=None)
+    e.add_argument("--json", default=None, help="write the table as JSON here")
+    e.set_defaults(func=cmd_evaluate)
     return p
 
 

@@ -14,7 +14,9 @@ SYNTH_ACTIVITIES = [
 class ModelConfig:
     # --- backbone (frozen) ---
     backbone: str = "swinv2_cr_small_ns_224"  # timm model name
-    backbone_kwargs: dict = field(default_factory=dict)  # extra timm.create_model kwargs (img_size, depth, ...)
+    backbone_kwargs: dict = field(
+        default_factory=dict
+    )  # extra timm.create_model kwargs (img_size, depth, ...)
     backbone_pretrained: bool = True  # fetch timm's ImageNet weights when a fresh model is built
     backbone_weights: str | None = None  # local weight file instead of the Hub (timm pretrained_cfg file=)
     image_size: int = 224  # square input side in pixels
@@ -29,6 +31,7 @@ class ModelConfig:
     sampler_layers: int = 1  # transformer encoder layers inside the neural sampler
     dropout: float = 0.2
     decoder_chunk: int = 256  # decoder self-attention runs within chunks of this many time queries
+    activity_max_queries: int = 0  # >0: activity queries decode at most this many evenly spaced times
     # --- memory and clips ---
     clip_len: int = 120  # T: frames per non-overlapping clip
     memory_frames: int = 120  # memory size m = memory_frames * grid * grid tokens
@@ -39,6 +42,7 @@ class ModelConfig:
     # --- sampler ---
     topk: str = "chunked"  # relaxed top-k: "exact" (Xie & Ermon, k softmaxes), "chunked", "softmax"
     topk_steps: int = 16  # softmax steps of the "chunked" relaxation
+    selection: str = "neural"  # what writes memory: "neural" sampler, "random" tokens, "uniform" whole frames
     # --- query fusion ---
     fusion: str = "paper"  # "paper": memory frames x object tokens element-wise; "pooled": x pooled object
     # --- task ---
@@ -73,8 +77,9 @@ PRESETS: dict[str, ModelConfig] = {
         dec_layers=2,
         sampler_layers=1,
         dropout=0.1,
-        clip_len=32,
-        memory_frames=32,
+        clip_len=16,
+        memory_frames=16,
+        activity_max_queries=120,
         fusion="pooled",
     ),
     # Seconds-fast for tests: a 1-layer ViT at 32 px (4 x 4 tokens), random weights.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +27,15 @@ from longvmnet.queries import (
     decode,
     validate,
 )
-from longvmnet.video import FrameReader, VideoLimits, iter_clips, probe
+from longvmnet.video import DecodeReport, FrameReader, NoFramesError, VideoLimits, iter_clips, probe
 
 Progress = Callable[[int, int], None]  # (frames scanned, frames in total)
 MAX_CROP_PIXELS = 4096 * 4096
 
 
 # ---------------------------------------------------------------------- stage 1
-def clip_tensors(model, frames: torch.Tensor, times: torch.Tensor) -> MemoryTensors:
-    """Frames (t, h, w, 3) uint8 at times (t,) -> clip tokens with provenance, batch of 1: (1, t*p, ...)."""
-    tokens = model.embed_frames(frames)  # (t, p, d)
+def clip_tensors(model, tokens: torch.Tensor, times: torch.Tensor) -> MemoryTensors:
+    """Projected tokens (t, p, d) of frames at times (t,) -> clip tokens with provenance, batch of 1."""
     t, p, d = tokens.shape
     rows, cols = model.grid_positions(t)
     return {
@@ -67,6 +66,48 @@ def write_clip(model, memory: MemoryTensors, clip: MemoryTensors) -> MemoryTenso
     return {k: out[k] for k in ("tokens", "times", "rows", "cols")}
 
 
+def scan(model, clips: Iterable[tuple[torch.Tensor, torch.Tensor]], duration_s: float,
+         progress: Progress | None = None) -> tuple[MemoryTensors, int]:  # fmt: skip
+    """The memory-writing loop over (times (t,), projected tokens (t, p, d)) clips. -> memory, frames seen.
+
+    selection "neural"/"random": the sampler (or random scores) keeps m tokens after every clip.
+    selection "uniform": the same budget spent on whole frames evenly spaced over the video.
+    """
+    c = model.config
+    total = max(1, int(np.ceil(duration_s * c.memory_fps)))
+    memory, seen = empty_memory(model), 0
+    targets = (np.arange(c.memory_frames) + 0.5) * max(duration_s, 1e-3) / c.memory_frames
+    kept: dict[int, tuple[float, float, torch.Tensor]] = {}  # uniform: target -> (distance, time, tokens)
+    for times, tokens in clips:
+        if c.selection == "uniform":
+            for t, tok in zip(times.tolist(), tokens):
+                j = int(np.abs(targets - t).argmin())
+                if j not in kept or abs(targets[j] - t) < kept[j][0]:
+                    kept[j] = (abs(targets[j] - t), t, tok)
+        else:
+            memory = write_clip(model, memory, clip_tensors(model, tokens, times))
+        seen += len(times)
+        if progress is not None:
+            progress(min(seen, total), max(total, seen))
+    if c.selection == "uniform" and kept:
+        frames = [kept[j] for j in sorted(kept)]
+        frames = (frames * -(-c.memory_frames // len(frames)))[: c.memory_frames]
+        memory = clip_tensors(
+            model, torch.stack([f[2] for f in frames]), torch.tensor([f[1] for f in frames])
+        )
+    return memory, seen
+
+
+def to_memory(memory: MemoryTensors, meta: MemoryMeta) -> Memory:
+    return Memory(
+        memory["tokens"][0].float().cpu(),
+        memory["times"][0].float().cpu(),
+        memory["rows"][0].long().cpu(),
+        memory["cols"][0].long().cpu(),
+        meta,
+    )
+
+
 @torch.inference_mode()
 def build_memory(
     model,
@@ -85,31 +126,22 @@ def build_memory(
     c = model.config
     size = (c.image_size, c.image_size)
     start = time.perf_counter()
+    report = DecodeReport()
     if isolate:
         reader = FrameReader(video, c.memory_fps, c.clip_len, size, limits=limits)
-        info = reader.info
-        clips = reader
+        info, clips = reader.info, reader
     else:
-        info = probe(video, limits)
-        reader = None
-        from longvmnet.video import DecodeReport
-
-        report = DecodeReport()
+        reader, info = None, probe(video, limits)
         clips = iter_clips(video, c.memory_fps, c.clip_len, size, limits=limits, report=report)
-    total = max(1, int(np.ceil(info.duration_s * c.memory_fps)))
-    memory = empty_memory(model)
-    seen = 0
     try:
-        for clip in clips:
-            tensors = clip_tensors(model, torch.from_numpy(clip.frames), torch.from_numpy(clip.times))
-            memory = write_clip(model, memory, tensors)
-            seen += len(clip.times)
-            if progress is not None:
-                progress(min(seen, total), max(total, seen))
+        stream = ((torch.from_numpy(k.times), model.embed_frames(torch.from_numpy(k.frames))) for k in clips)
+        memory, seen = scan(model, stream, info.duration_s, progress)
     finally:
         if reader is not None:
             reader.close()
-    report = reader.report if reader is not None else report
+            report = reader.report
+    if seen == 0:
+        raise NoFramesError(f"No frame of {Path(video).name} could be decoded; the file may be damaged.")
     meta = MemoryMeta(
         video=Path(video).name,
         fingerprint=info.fingerprint,
@@ -120,13 +152,7 @@ def build_memory(
         build_s=time.perf_counter() - start,
         skipped_packets=report.skipped_packets,
     )
-    return Memory(
-        memory["tokens"][0].float().cpu(),
-        memory["times"][0].float().cpu(),
-        memory["rows"][0].long().cpu(),
-        memory["cols"][0].long().cpu(),
-        meta,
-    )
+    return to_memory(memory, meta)
 
 
 # ---------------------------------------------------------------------- stage 2
@@ -145,7 +171,9 @@ def load_crop(path: str | os.PathLike, *, max_pixels: int = MAX_CROP_PIXELS) -> 
     except QueryError:
         raise
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise QueryError(f"{name} is not a readable PNG, JPEG, WebP or BMP image; upload an image of the object.") from e
+        raise QueryError(
+            f"{name} is not a readable PNG, JPEG, WebP or BMP image; upload an image of the object."
+        ) from e
 
 
 def crop_tokens(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
@@ -170,11 +198,13 @@ def answer(model, memory: Memory, queries: Sequence[Query], *, batch_size: int =
         for s in range(0, len(todo), batch_size):
             idx = todo[s : s + batch_size]
             batch = [queries[i] for i in idx]
-            grid = collate(batch, fps)
+            grid = collate(batch, fps, c.activity_max_queries if kind == "activity" else 0)
             mem = {k: v.expand(len(batch), *v.shape[1:]) for k, v in mem1.items()}
             obj = crop_tokens(model, [q.crop for q in batch]) if kind in ("activity", "time") else None
             act = (
-                torch.tensor([c.activities.index(q.activity) for q in batch]) if kind in ("object", "time") else None
+                torch.tensor([c.activities.index(q.activity) for q in batch])
+                if kind in ("object", "time")
+                else None
             )
             out = model(mem, kind, grid["times"], grid["mask"], object_tokens=obj, activity=act)
             for i, a in zip(idx, decode(kind, out, grid["times"], grid["mask"], c.activities, fps)):

@@ -33,7 +33,9 @@ class Criterion:
         self.focal_alpha = focal_alpha
 
     def loss_activity(self, out: dict, tgt: dict) -> dict[str, torch.Tensor]:
-        return {"focal": sigmoid_focal_loss(out["activity_logits"], tgt["activity"].float(), self.focal_alpha)}
+        return {
+            "focal": sigmoid_focal_loss(out["activity_logits"], tgt["activity"].float(), self.focal_alpha)
+        }
 
     def loss_object(self, out: dict, tgt: dict) -> dict[str, torch.Tensor]:
         box_mask = tgt["box_mask"].to(out["boxes"].device)

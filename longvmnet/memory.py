@@ -95,7 +95,9 @@ class Memory:
                 metadata = f.metadata() or {}
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise MemoryFileError(f"{name} is not a readable memory file ({e}); build the memory again.") from e
+            raise MemoryFileError(
+                f"{name} is not a readable memory file ({e}); build the memory again."
+            ) from e
         if metadata.get("format") != FORMAT:
             raise MemoryFileError(f"{name} is not a Long-VMNet memory file; build the memory again.")
         missing = {"tokens", "times", "rows", "cols"} - set(tensors)
@@ -106,7 +108,9 @@ class Memory:
         except (TypeError, json.JSONDecodeError) as e:
             raise MemoryFileError(f"{name} has unreadable metadata; build the memory again.") from e
         memory = cls(tensors["tokens"], tensors["times"], tensors["rows"], tensors["cols"], meta)
-        memory.validate(expected_size=expected_size, expected_dim=expected_dim, checkpoint=checkpoint, name=name)
+        memory.validate(
+            expected_size=expected_size, expected_dim=expected_dim, checkpoint=checkpoint, name=name
+        )
         return memory
 
     def validate(
@@ -119,12 +123,16 @@ class Memory:
     ) -> None:
         t = self.tokens
         if t.ndim != 2 or t.dtype != torch.float32:
-            raise MemoryFileError(f"{name} holds tokens of shape {tuple(t.shape)} {t.dtype}, not (m, d) float32.")
+            raise MemoryFileError(
+                f"{name} holds tokens of shape {tuple(t.shape)} {t.dtype}, not (m, d) float32."
+            )
         m = t.shape[0]
         for key, dtype in (("times", torch.float32), ("rows", torch.int64), ("cols", torch.int64)):
             v = getattr(self, key)
             if v.shape != (m,) or v.dtype != dtype:
-                raise MemoryFileError(f"{name} has {key} of shape {tuple(v.shape)} {v.dtype}; expected ({m},).")
+                raise MemoryFileError(
+                    f"{name} has {key} of shape {tuple(v.shape)} {v.dtype}; expected ({m},)."
+                )
         if not torch.isfinite(t).all() or not torch.isfinite(self.times).all():
             raise MemoryFileError(f"{name} contains NaN or infinite values; build the memory again.")
         if expected_size is not None and m != expected_size:

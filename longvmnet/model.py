@@ -59,8 +59,12 @@ class LongVMNet(
         self.sampler = NeuralSampler(
             d_model=d, n_heads=c.n_heads, ffn_dim=c.ffn_dim, layers=c.sampler_layers, dropout=c.dropout
         )
-        enc_layer = nn.TransformerEncoderLayer(d, c.n_heads, c.ffn_dim, c.dropout, batch_first=True, norm_first=True)
-        dec_layer = nn.TransformerDecoderLayer(d, c.n_heads, c.ffn_dim, c.dropout, batch_first=True, norm_first=True)
+        enc_layer = nn.TransformerEncoderLayer(
+            d, c.n_heads, c.ffn_dim, c.dropout, batch_first=True, norm_first=True
+        )
+        dec_layer = nn.TransformerDecoderLayer(
+            d, c.n_heads, c.ffn_dim, c.dropout, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(enc_layer, c.enc_layers, enable_nested_tensor=False)
         self.decoder = nn.TransformerDecoder(dec_layer, c.dec_layers, norm=nn.LayerNorm(d))
         self.role_embed = nn.Embedding(3, d)  # encoder input roles: memory, object, activity
@@ -97,7 +101,9 @@ class LongVMNet(
     def token_pe(self, times: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """2D spatial + video-level temporal encoding of token provenance. (b, n) x3 -> (b, n, d)"""
         c = self.config
-        return self.time_pe(times) + spatial_encoding(rows.to(self.device), cols.to(self.device), c.d_model, c.grid)
+        return self.time_pe(times) + spatial_encoding(
+            rows.to(self.device), cols.to(self.device), c.d_model, c.grid
+        )
 
     def grid_positions(self, n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Row and column of each token of n_frames frames in backbone order. -> (n_frames*p,), (n_frames*p,)"""
@@ -120,14 +126,19 @@ class LongVMNet(
 
         memory, clip: tokens (b, m|k, d), times, rows, cols (b, m|k); clip_mask (b, k) True = real token.
         `size` is the number kept (default: the memory's size; the first write starts from an empty memory).
-        Returns the new memory (same keys, (b, size, ...)) plus "scores" (b, m + k).
+        Returns the new memory (same keys, (b, size, ...)) plus "scores" (b, m + k) and "idx" (b, size).
         """
         m = memory["tokens"].shape[1] if size is None else size
         cand = {key: torch.cat([memory[key].to(self.device), clip[key].to(self.device)], 1) for key in clip}
-        x = cand["tokens"] + self.token_pe(cand["times"], cand["rows"], cand["cols"])
-        scores = self.sampler(x)
+        if self.config.selection == "neural":
+            x = cand["tokens"] + self.token_pe(cand["times"], cand["rows"], cand["cols"])
+            scores = self.sampler(x)
+        else:  # "random" (an ablation) and "uniform" (stage 1 picks whole frames itself): random scores
+            scores = torch.rand(cand["times"].shape, device=self.device)
         if clip_mask is not None:
-            keep = torch.cat([torch.ones_like(memory["times"], dtype=torch.bool), clip_mask.to(self.device)], 1)
+            keep = torch.cat(
+                [torch.ones_like(memory["times"], dtype=torch.bool), clip_mask.to(self.device)], 1
+            )
             scores = scores.masked_fill(~keep, float("-inf"))
         c = self.config
         idx, weight = relaxed_topk(
@@ -140,8 +151,11 @@ class LongVMNet(
         )
         out = {key: cand[key].gather(1, idx) for key in ("times", "rows", "cols")}
         tokens = cand["tokens"].gather(1, repeat(idx, "b m -> b m d", d=c.d_model))
-        out["tokens"] = tokens * weight.unsqueeze(-1)  # forward: x 1.0 exactly; backward: the relaxed gradient
+        out["tokens"] = tokens * weight.unsqueeze(
+            -1
+        )  # forward: x 1.0 exactly; backward: the relaxed gradient
         out["scores"] = scores
+        out["idx"] = idx  # (b, size) which candidates were kept (memory first, then clip)
         return out
 
     # ------------------------------------------------------------------ stage 2: queries

@@ -14,7 +14,9 @@ def sinusoid(pos: torch.Tensor, dim: int, max_period: float) -> torch.Tensor:
     `max_period` stay distinct; integer positions match the standard table of that length.
     """
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=pos.device, dtype=torch.float32) / half)
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, device=pos.device, dtype=torch.float32) / half
+    )
     angles = pos.float().unsqueeze(-1) * freqs  # (..., half)
     enc = torch.cat([angles.sin(), angles.cos()], dim=-1)
     if dim % 2:
@@ -37,5 +39,6 @@ def spatial_encoding(rows: torch.Tensor, cols: torch.Tensor, dim: int, grid: int
     """
     half = dim // 2
     return torch.cat(
-        [sinusoid(rows, half, max_period=4.0 * grid), sinusoid(cols, dim - half, max_period=4.0 * grid)], dim=-1
+        [sinusoid(rows, half, max_period=4.0 * grid), sinusoid(cols, dim - half, max_period=4.0 * grid)],
+        dim=-1,
     )

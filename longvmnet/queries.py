@@ -107,9 +107,17 @@ def validate(query: Query, *, duration_s: float, activities: list[str]) -> None:
             raise QueryError("The object crop is empty; draw a larger box around the object.")
 
 
-def collate(queries: list[Query], fps: float) -> dict[str, torch.Tensor]:
+def time_grid(start: float, end: float, fps: float, max_len: int = 0) -> torch.Tensor:
+    """The decoder's time queries for a range: every 1/fps seconds, or `max_len` evenly spaced ones. -> (l,)"""
+    grid = query_times(start, end, fps)
+    if max_len and len(grid) > max_len:
+        grid = torch.linspace(float(grid[0]), float(grid[-1]), max_len)
+    return grid
+
+
+def collate(queries: list[Query], fps: float, max_len: int = 0) -> dict[str, torch.Tensor]:
     """Padded decoder time queries: times (b, l), mask (b, l) True = real."""
-    grids = [query_times(q.start, q.end, fps) for q in queries]
+    grids = [time_grid(q.start, q.end, fps, max_len) for q in queries]
     length = max(len(g) for g in grids)
     times = torch.zeros(len(grids), length)
     mask = torch.zeros(len(grids), length, dtype=torch.bool)

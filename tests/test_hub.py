@@ -8,7 +8,6 @@ import sys
 import textwrap
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import torch
@@ -91,7 +90,9 @@ class _HubHandler(BaseHTTPRequestHandler):
 
 
 def test_load_by_repo_id_from_loopback_hub(checkpoint, tmp_path):
-    _HubHandler.files = {name: (checkpoint / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    _HubHandler.files = {
+        name: (checkpoint / name).read_bytes() for name in ("config.json", "model.safetensors")
+    }
     server = ThreadingHTTPServer(("127.0.0.1", 0), _HubHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -105,7 +106,9 @@ def test_load_by_repo_id_from_loopback_hub(checkpoint, tmp_path):
         """)
         env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{server.server_port}", HF_HUB_CACHE=str(tmp_path / "hub"),
                    HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="0")  # fmt: skip
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == load_model(checkpoint).fingerprint()
         assert any("model.safetensors" in r for r in _HubHandler.requests)

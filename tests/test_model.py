@@ -110,7 +110,9 @@ def test_memory_size_independent_of_video_length(model):
             for i in range(n_clips):
                 frames = torch.randint(0, 255, (c.clip_len, c.image_size, c.image_size, 3), dtype=torch.uint8)
                 rows, cols = model.grid_positions(c.clip_len)
-                times = (i * c.clip_len + torch.arange(c.clip_len)).float().repeat_interleave(c.tokens_per_frame)
+                times = (
+                    (i * c.clip_len + torch.arange(c.clip_len)).float().repeat_interleave(c.tokens_per_frame)
+                )
                 clip = {"tokens": model.embed_frames(frames).reshape(1, -1, c.d_model), "times": times[None],
                         "rows": rows[None], "cols": cols[None]}  # fmt: skip
                 memory = write_clip(model, memory, clip)

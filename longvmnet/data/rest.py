@@ -1,0 +1,120 @@
+"""ReST queries of a benchmark (synthetic or converted ADL) as training/evaluation items, their targets,
+and the batch sampler that never puts two queries of one video in a batch."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from longvmnet.queries import time_grid
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class VideoItem:
+    id: str
+    path: Path  # the video file
+    duration: float
+    split: str
+    annotations: dict
+    queries: list[dict] = field(default_factory=list)
+
+
+class ReSTData:
+    """A benchmark folder in the layout of docs/CONTRACTS.md."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        index = self.root / "benchmark.json"
+        if not index.is_file():
+            raise FileNotFoundError(
+                f"{index} does not exist; generate a benchmark with `longvmnet generate`."
+            )
+        bench = json.loads(index.read_text())
+        self.activities: list[str] = bench["activities"]
+        self.videos: dict[str, VideoItem] = {}
+        for vid, v in bench["videos"].items():
+            ann = json.loads((self.root / v["annotations"]).read_text())
+            self.videos[vid] = VideoItem(vid, self.root / v["file"], float(v["duration"]), v["split"], ann)
+        for q in bench["queries"]:
+            self.videos[q["video"]].queries.append(q)
+
+    def split(self, name: str) -> list[VideoItem]:
+        if name == "all":
+            return list(self.videos.values())
+        if name not in SPLITS:
+            raise ValueError(f"Unknown split {name!r}; use train, val, test or all.")
+        return [v for v in self.videos.values() if v.split == name]
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+
+def query_grid(q: dict, config, *, start: float | None = None, end: float | None = None) -> torch.Tensor:
+    """The decoder's time queries for a ReST query (optionally over a sub-range). -> (l,)"""
+    kind = q["type"]
+    fps = config.object_fps if kind == "object" else config.query_fps
+    max_len = config.activity_max_queries if kind == "activity" else 0
+    return time_grid(q["start"] if start is None else start, q["end"] if end is None else end, fps, max_len)
+
+
+def targets(q: dict, grid: torch.Tensor, activities: list[str], fps: float) -> dict[str, torch.Tensor]:
+    """Training targets of one query on its time grid (see losses.py for the keys)."""
+    kind = q["type"]
+    ans = q["answer"]
+    if kind == "activity":
+        y = torch.zeros(len(activities))
+        for a in ans["activities"]:
+            y[activities.index(a)] = 1.0
+        return {"activity": y}
+    if kind == "object":
+        boxes = torch.zeros(len(grid), 4)
+        box_mask = torch.zeros(len(grid), dtype=torch.bool)
+        for i, t in enumerate(grid.tolist()):
+            b = ans["boxes"].get(f"{t:.1f}")
+            if b is not None:
+                boxes[i] = torch.tensor(b)
+                box_mask[i] = True
+        return {"boxes": boxes, "box_mask": box_mask}
+    start = int((grid - ans["start"]).abs().argmin())
+    end = int((grid + 1.0 / fps - ans["end"]).abs().argmin())
+    return {"start_idx": torch.tensor(start), "end_idx": torch.tensor(max(start, end))}
+
+
+def gt_span(q: dict) -> tuple[float, float]:
+    """Where the answer lies in time (for activity queries: the window itself)."""
+    ans = q["answer"]
+    if "start" in ans:
+        return float(ans["start"]), float(ans["end"])
+    return float(q["start"]), float(q["end"])
+
+
+def video_batches(
+    videos: list[VideoItem], batch_size: int, rng: random.Random
+) -> Iterator[list[tuple[VideoItem, dict]]]:
+    """One epoch of batches, each with at most one query per video (the paper's race-free memory update).
+
+    Every video's queries come in a shuffled order; videos with more queries left are drawn first.
+    """
+    queues = {v.id: rng.sample(v.queries, len(v.queries)) for v in videos if v.queries}
+    by_id = {v.id: v for v in videos}
+    while queues:
+        ids = sorted(queues, key=lambda i: (-len(queues[i]), rng.random()))[:batch_size]
+        yield [(by_id[i], queues[i].pop()) for i in ids]
+        for i in ids:
+            if not queues[i]:
+                del queues[i]
+
+
+def frames_in(times: np.ndarray, start: float, end: float) -> tuple[int, int]:
+    """Index range [a, b) of the cached frames whose times fall in [start, end]."""
+    a = int(np.searchsorted(times, start - 1e-3, side="left"))
+    b = int(np.searchsorted(times, end + 1e-3, side="right"))
+    return a, max(a + 1, b)

@@ -1,0 +1,192 @@
+"""Evaluation in the paper's Table 2 layout: Recall@1x per query type x window, plus Recall@3x for activity.
+
+Long-VMNet runs the two stages as the paper does: one memory per video (stage 1), then every query of that
+video answered from it (stage 2); both are timed separately. The per-query baseline reads each query's own
+window in non-overlapping T-frame clips and aggregates the logits.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from longvmnet.data.features import FeatureCache
+from longvmnet.data.rest import ReSTData, VideoItem
+from longvmnet.inference import answer, build_memory, crop_tokens, load_crop, scan, to_memory
+from longvmnet.memory import MemoryMeta
+from longvmnet.metrics import recall_at_kx, tiou, viou
+from longvmnet.queries import ActivityQuery, Answer, ObjectQuery, TimeQuery, collate, decode
+
+WINDOWS = ("short", "medium", "long")
+TABLE_KEYS = ("activity", "object", "time", "activity_r3")
+
+
+def to_query(q: dict, data: ReSTData):
+    if q["type"] == "activity":
+        return ActivityQuery(load_crop(data.path(q["crop"])), q["start"], q["end"])
+    if q["type"] == "object":
+        return ObjectQuery(q["activity"], q["start"], q["end"])
+    return TimeQuery(q["activity"], load_crop(data.path(q["crop"])), q["start"], q["end"])
+
+
+def score(q: dict, a: Answer, activities: list[str], object_fps: float) -> dict[str, float]:
+    """Per-query metric values (percent-ready shares) keyed like the table."""
+    ans = q["answer"]
+    if q["type"] == "activity":
+        scores = dict(a.activities)
+        s = [scores[name] for name in activities]
+        true = [activities.index(x) for x in ans["activities"]]
+        return {"activity": recall_at_kx(s, true, 1), "activity_r3": recall_at_kx(s, true, 3)}
+    if q["type"] == "object":
+        pred = {round(a.times[i] * object_fps): a.boxes[i] for i in a.present()}
+        true = {round(float(t) * object_fps): b for t, b in ans["boxes"].items()}
+        return {"object": float(viou(pred, true) > 0.3)}
+    return {"time": float(tiou((a.start, a.end), (ans["start"], ans["end"])) > 0.3)}
+
+
+@torch.inference_mode()
+def memory_from_cache(model, cache: FeatureCache, video: VideoItem):
+    """Stage 1 on cached backbone tokens (same frames as the video path, without decoding and backbone)."""
+    feats = cache.video(video.path)
+    t_len = model.config.clip_len
+    stream = (
+        (torch.from_numpy(feats.times[s : s + t_len]), model.project(torch.from_numpy(np.asarray(feats.tokens[s : s + t_len]))))
+        for s in range(0, len(feats.times), t_len)
+    )  # fmt: skip
+    memory, seen = scan(model, stream, video.duration)
+    return to_memory(memory, MemoryMeta(video=video.path.name, duration_s=video.duration, frames_seen=seen,
+                                        checkpoint=model.fingerprint()))  # fmt: skip
+
+
+@torch.inference_mode()
+def baseline_answers(
+    model, cache: FeatureCache, video: VideoItem, queries: list, batch: int = 64
+) -> list[Answer]:
+    """Per-query baseline: each query reads its own window in non-overlapping T-frame clips; the encoder-
+    decoder sees one clip at a time in place of the memory; logits are aggregated over the clips
+    (activity: max; object: each clip answers its own frames; time: start/end logits concatenated)."""
+    c = model.config
+    feats = cache.video(video.path)
+    proj = {}
+    answers = []
+    for q in queries:
+        kind = q.kind
+        fps = c.object_fps if kind == "object" else c.query_fps
+        grid = collate([q], fps, c.activity_max_queries if kind == "activity" else 0)
+        qt = grid["times"][0]
+        first = int(np.searchsorted(feats.times, q.start - 1e-3))
+        last = int(np.searchsorted(feats.times, q.end + 1e-3))
+        obj = act = None
+        if kind in ("activity", "time"):
+            obj = crop_tokens(model, [q.crop])
+        if kind in ("object", "time"):
+            act = torch.tensor([c.activities.index(q.activity)])
+        pieces = defaultdict(list)
+        for s in range(first, max(first + 1, last), c.clip_len):
+            e = min(s + c.clip_len, len(feats.times))
+            if s not in proj:
+                proj[s] = model.project(torch.from_numpy(np.asarray(feats.tokens[s:e])))
+            tok = proj[s]
+            times = torch.from_numpy(feats.times[s:e])
+            rows, cols = model.grid_positions(len(times))
+            mem = {"tokens": tok.reshape(1, -1, c.d_model), "times": times.repeat_interleave(c.tokens_per_frame)[None],
+                   "rows": rows[None], "cols": cols[None]}  # fmt: skip
+            lo, hi = float(times[0]), float(times[-1]) + 1.0 / c.memory_fps
+            sel = (qt >= lo) & (qt < hi) if kind != "activity" else torch.ones_like(qt, dtype=torch.bool)
+            if not sel.any():
+                continue
+            t = qt[sel][None]
+            out = model(mem, kind, t, torch.ones_like(t, dtype=torch.bool), object_tokens=obj, activity=act)
+            for key, v in out.items():
+                pieces[key].append(v)
+        if kind == "activity":
+            out = {"activity_logits": torch.stack(pieces["activity_logits"]).amax(0)}
+        else:
+            out = {key: torch.cat(v, 1) for key, v in pieces.items()}
+            qt = qt[: out[next(iter(out))].shape[1]]
+        answers += decode(kind, out, qt[None], torch.ones(1, len(qt), dtype=torch.bool), c.activities, fps)
+    return answers
+
+
+def evaluate(
+    model,
+    data: ReSTData,
+    split: str = "test",
+    *,
+    method: str = "longvmnet",
+    cache: FeatureCache | None = None,
+    memory_frames: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """-> {"table": {activity|object|time|activity_r3: {short|medium|long: R%}}, "counts", "stage1_s", ...}
+
+    method: "longvmnet" (video decoded, real stage 1), "longvmnet-cached" (stage 1 on cached tokens),
+    "random" / "uniform" (memory selection ablations, cached), or "baseline" (per-query, cached tokens).
+    """
+    if memory_frames or method in ("random", "uniform"):
+        selection = {"random": "random", "uniform": "uniform"}.get(method, model.config.selection)
+        model.config = replace(model.config, memory_frames=memory_frames or model.config.memory_frames,
+                               selection=selection)  # fmt: skip
+    model.eval()
+    sums, counts = defaultdict(float), defaultdict(int)
+    stage1 = stage2 = 0.0
+    videos = [v for v in data.split(split) if v.queries]
+    for video in tqdm(videos, desc=f"evaluating {method}", disable=not progress):
+        queries = [to_query(q, data) for q in video.queries]
+        t0 = time.perf_counter()
+        if method == "baseline":
+            answers = baseline_answers(model, cache, video, queries)
+            stage2 += time.perf_counter() - t0
+        else:
+            memory = (
+                build_memory(model, video.path)
+                if method == "longvmnet"
+                else memory_from_cache(model, cache, video)
+            )
+            t1 = time.perf_counter()
+            answers = answer(model, memory, queries)
+            stage1 += t1 - t0
+            stage2 += time.perf_counter() - t1
+        for q, a in zip(video.queries, answers):
+            for key, v in score(q, a, data.activities, model.config.object_fps).items():
+                sums[(key, q["window"])] += v
+                counts[(key, q["window"])] += 1
+    table = {
+        k: {w: round(100 * sums[(k, w)] / counts[(k, w)], 1) for w in WINDOWS if counts[(k, w)]}
+        for k in TABLE_KEYS
+    }
+    return {"method": method, "split": split, "table": table,
+            "counts": {k: {w: counts[(k, w)] for w in WINDOWS if counts[(k, w)]} for k in TABLE_KEYS},
+            "stage1_s": round(stage1, 2), "stage2_s": round(stage2, 2), "videos": len(videos),
+            "memory_tokens": model.config.memory_size}  # fmt: skip
+
+
+def format_table(result: dict) -> str:
+    t = result["table"]
+    rows = [f"{'':<14}" + "".join(f"{w:>9}" for w in WINDOWS)]
+    names = {
+        "activity": "activity R@1x",
+        "object": "object vIoU>.3",
+        "time": "time tIoU>.3",
+        "activity_r3": "activity R@3x",
+    }
+    for k in TABLE_KEYS:
+        rows.append(f"{names[k]:<14}" + "".join(f"{t[k].get(w, float('nan')):>9.1f}" for w in WINDOWS))
+    rows.append(f"stage 1: {result['stage1_s']:.1f} s   stage 2: {result['stage2_s']:.1f} s   "
+                f"({result['videos']} videos, {result['method']})")  # fmt: skip
+    return "\n".join(rows)
+
+
+def save_json(result: dict, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    out = {k: result["table"][k] for k in TABLE_KEYS}
+    out.update({"stage1_s": result["stage1_s"], "stage2_s": result["stage2_s"], "method": result["method"],
+                "counts": result["counts"]})  # fmt: skip
+    Path(path).write_text(json.dumps(out, indent=2))

@@ -1,0 +1,332 @@
+"""Training: one memory per video written by the sampler as training walks that video's queries.
+
+The paper's recipe (NOTES §1): frozen backbone; batches never hold two queries of one video; memory reset
+every epoch; the online continual loss over the last p queries of the video; Gumbel temperature annealed
+1.5 -> 1.0; separate learning rates for the sampler and the rest; dropout. Backbone tokens come from the
+feature cache, so the memory is kept as provenance (frame index, token position) and re-projected each step.
+Frame-level augmentations cannot apply to cached tokens; token dropout stands in for them.
+
+Letters: b batch (videos), m memory, k clip tokens, p tokens per frame, c backbone channels.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from longvmnet.data.features import FeatureCache, VideoFeatures
+from longvmnet.data.rest import ReSTData, VideoItem, frames_in, gt_span, query_grid, targets, video_batches
+from longvmnet.losses import Criterion
+from longvmnet.model import LongVMNet
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 4
+    batch_size: int = 6  # videos per step; never two queries of one video
+    lr_sampler: float = 1e-3  # the neural sampler
+    lr: float = 5e-4  # everything else that trains (the backbone is frozen)
+    weight_decay: float = 1e-4
+    continual: int = 2  # p: past queries of the video re-answered from the new memory (0 = off)
+    temp_start: float = 1.5  # Gumbel top-k temperature, annealed linearly
+    temp_end: float = 1.0
+    clip_focus: float = 0.75  # probability that a query's training clip overlaps its answer
+    object_window: int = 256  # decoder times per object query in training (one decoder chunk)
+    token_dropout: float = 0.1  # drop backbone token channels (stands in for frame augmentations)
+    method: str = "longvmnet"  # or "baseline": no memory, the query's own clip only
+    max_steps: int = 0  # stop early after this many steps in total (0: all epochs)
+    save_every: int = 50  # steps between resumable states
+    seed: int = 0
+
+
+def _rng_clip(rng: random.Random, q: dict, video: VideoItem, times: np.ndarray, t_len: int, focus: float):
+    """First frame index of the query's training clip (T frames at the memory fps)."""
+    lo, hi = q["start"], q["end"]
+    if rng.random() < focus:
+        if q["type"] == "activity":
+            segs = [s for s in video.annotations["segments"]
+                    if s["object"] == q["object"] and s["end"] > lo and s["start"] < hi]  # fmt: skip
+            s = rng.choice(segs) if segs else {"start": lo, "end": hi}
+            a, b = max(lo, s["start"]), min(hi, s["end"])
+        else:
+            a, b = gt_span(q)
+        centre = rng.uniform(a, b)
+    else:
+        centre = rng.uniform(lo, hi)
+    f_lo, f_hi = frames_in(times, lo, hi)
+    f0 = int(np.searchsorted(times, centre)) - t_len // 2
+    return int(np.clip(f0, f_lo, max(f_lo, f_hi - t_len)))
+
+
+class Trainer:
+    def __init__(self, model: LongVMNet, data: ReSTData, cache: FeatureCache, cfg: TrainConfig, out: Path):
+        self.model, self.data, self.cache, self.cfg, self.out = model, data, cache, cfg, Path(out)
+        self.videos = [v for v in data.split("train") if v.queries]
+        if not self.videos:
+            raise ValueError("The benchmark has no training queries.")
+        self.crit = Criterion()
+        sampler_params = list(model.sampler.parameters())
+        ids = {id(p) for p in sampler_params}
+        rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+        self.opt = torch.optim.AdamW(
+            [{"params": sampler_params, "lr": cfg.lr_sampler}, {"params": rest, "lr": cfg.lr}],
+            weight_decay=cfg.weight_decay,
+        )
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.log: list[dict] = []
+        self.feats: dict[str, VideoFeatures] = {}
+        self.crops: dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, progress: bool = True) -> None:
+        for v in tqdm(self.videos, desc="caching features", disable=not progress):
+            self.feats[v.id] = self.cache.video(v.path)
+            for q in v.queries:
+                if "crop" in q and q["crop"] not in self.crops:
+                    self.crops[q["crop"]] = torch.from_numpy(
+                        self.cache.crop(self.data.path(q["crop"])).astype(np.float32)
+                    )
+
+    def steps_per_epoch(self) -> int:
+        return sum(1 for _ in video_batches(self.videos, self.cfg.batch_size, random.Random(0)))
+
+    def _raw(self, vid: str, frame_idx: np.ndarray, pos: np.ndarray):
+        f = self.feats[vid]
+        raw = torch.from_numpy(np.asarray(f.tokens[frame_idx, pos], dtype=np.float32))
+        return raw, torch.from_numpy(f.times[frame_idx]).float()
+
+    def _tokens(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.model.training and self.cfg.token_dropout > 0:
+            raw = torch.nn.functional.dropout(raw, self.cfg.token_dropout)
+        return self.model.project(raw)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(
+        self, batch: list[tuple[VideoItem, dict]], bank: dict, history: dict, rng: random.Random
+    ) -> dict:
+        cfg, model, c = self.cfg, self.model, self.model.config
+        p, t_len, m = c.tokens_per_frame, c.clip_len, c.memory_size
+        mem_raw, mem_t, mem_pos, mem_f, clip_raw, clip_t, clip_pos, clip_f = ([] for _ in range(8))
+        for video, q in batch:
+            times = self.feats[video.id].times
+            if video.id not in bank:  # memory initialised with randomly sampled video tokens
+                bank[video.id] = (np.array([rng.randrange(len(times)) for _ in range(m)]),
+                                  np.array([rng.randrange(p) for _ in range(m)]))  # fmt: skip
+            f, pos = bank[video.id]
+            raw, t = self._raw(video.id, f, pos)
+            mem_raw.append(raw), mem_t.append(t), mem_pos.append(torch.from_numpy(pos)), mem_f.append(f)
+            f0 = _rng_clip(rng, q, video, times, t_len, cfg.clip_focus)
+            cf = np.minimum(np.arange(f0, f0 + t_len), len(times) - 1).repeat(p)
+            cpos = np.tile(np.arange(p), t_len)
+            raw, t = self._raw(video.id, cf, cpos)
+            clip_raw.append(raw), clip_t.append(t), clip_pos.append(torch.from_numpy(cpos)), clip_f.append(cf)
+        g = c.grid
+        clip = {"tokens": self._tokens(torch.stack(clip_raw)), "times": torch.stack(clip_t),
+                "rows": torch.stack(clip_pos) // g, "cols": torch.stack(clip_pos) % g}  # fmt: skip
+        if cfg.method == "baseline":
+            memory = clip
+            spans = [(float(t[0]), float(t[-1]) + 1.0 / c.memory_fps) for t in clip_t]
+        else:
+            mem = {"tokens": self._tokens(torch.stack(mem_raw)), "times": torch.stack(mem_t),
+                   "rows": torch.stack(mem_pos) // g, "cols": torch.stack(mem_pos) % g}  # fmt: skip
+            memory = model.write_memory(mem, clip)
+            idx = memory["idx"].numpy()
+            for i, (video, _) in enumerate(batch):
+                cand_f = np.concatenate([mem_f[i], clip_f[i]])
+                cand_p = np.concatenate([bank[video.id][1], clip_pos[i].numpy()])
+                bank[video.id] = (cand_f[idx[i]], cand_p[idx[i]])
+            spans = None
+        # the current query and the last p queries of each video, all answered from the new memory
+        items = []
+        for i, (video, q) in enumerate(batch):
+            items.append((i, q, True))
+            if cfg.method != "baseline":
+                items += (
+                    [(i, old, False) for old in history[video.id][-cfg.continual :]] if cfg.continual else []
+                )
+        losses, terms_log, n = [], defaultdict(float), 0
+        for kind in ("activity", "object", "time"):
+            group = [(i, q) for i, q, _ in items if q["type"] == kind]
+            if not group:
+                continue
+            inputs = self._inputs(kind, group, batch, spans)
+            if inputs is None:
+                continue
+            rows, times, mask, obj, act, tgt = inputs
+            mem_k = {key: memory[key][rows] for key in ("tokens", "times", "rows", "cols")}
+            out = model(mem_k, kind, times, mask, object_tokens=obj, activity=act)
+            loss, terms = self.crit(kind, out, tgt)
+            losses.append(loss * len(rows))
+            n += len(rows)
+            for key, v in terms.items():
+                terms_log[key] += float(v.detach()) * len(rows)
+        if losses:  # the baseline may have no target in a step (its clips miss every time query's answer)
+            total = sum(losses) / n
+            self.opt.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            self.opt.step()
+        else:
+            total = torch.zeros(())
+        for video, q in batch:
+            history[video.id].append(q)
+            del history[video.id][: -max(cfg.continual, 1)]
+        return {
+            "loss": float(total.detach()),
+            "answered": n,
+            **{k: v / max(n, 1) for k, v in terms_log.items()},
+        }
+
+    def _inputs(self, kind: str, group, batch, spans):
+        """Batched decoder times, masks, query inputs and targets for the queries of one kind."""
+        c, acts = self.model.config, self.data.activities
+        fps = c.object_fps if kind == "object" else c.query_fps
+        rows, grids, tgts, crops, act = [], [], [], [], []
+        for i, q in group:
+            lo, hi = (
+                (q["start"], q["end"])
+                if spans is None
+                else (max(q["start"], spans[i][0]), min(q["end"], spans[i][1]))
+            )
+            if kind == "object" and spans is None:  # one decoder chunk around (part of) the answer
+                length = self.cfg.object_window / fps
+                a, b = gt_span(q)
+                s0 = random.uniform(max(lo, b - length), max(lo, min(a, hi - length)))
+                lo, hi = s0, min(hi, s0 + length)
+            grid = query_grid(q, c, start=lo, end=max(hi, lo + 1.0 / fps))
+            tgt = (
+                self._clip_targets(q, grid, fps, batch[i][0])
+                if spans is not None
+                else targets(q, grid, acts, fps)
+            )
+            if tgt is None:
+                continue
+            rows.append(i), grids.append(grid), tgts.append(tgt)
+            if kind in ("activity", "time"):
+                crops.append(self.crops[q["crop"]])
+            if kind in ("object", "time"):
+                act.append(acts.index(q["activity"]))
+        if not rows:
+            return None
+        length = max(len(g) for g in grids)
+        times = torch.stack(
+            [torch.nn.functional.pad(g, (0, length - len(g)), value=float(g[-1])) for g in grids]
+        )
+        mask = torch.stack([torch.arange(length) < len(g) for g in grids])
+        tgt = {}
+        for key in tgts[0]:
+            vals = [t[key] for t in tgts]
+            if vals[0].ndim >= 1 and key != "activity":
+                vals = [
+                    torch.nn.functional.pad(v, (0, 0) * (v.ndim - 1) + (0, length - v.shape[0])) for v in vals
+                ]
+            tgt[key] = torch.stack(vals)
+        tgt["mask"] = mask
+        obj = self.model.project(torch.stack(crops)) if crops else None
+        return torch.tensor(rows), times, mask, obj, (torch.tensor(act) if act else None), tgt
+
+    def _clip_targets(self, q: dict, grid: torch.Tensor, fps: float, video: VideoItem):
+        """The per-query baseline sees one clip: targets restricted to the clip's time span."""
+        lo, hi = float(grid[0]), float(grid[-1]) + 1.0 / fps
+        if q["type"] == "activity":
+            labels = {s["activity"] for s in video.annotations["segments"]
+                      if s["object"] == q["object"] and s["end"] > max(lo, q["start"]) and s["start"] < min(hi, q["end"])}  # fmt: skip
+            y = torch.zeros(len(self.data.activities))
+            for a in labels:
+                y[self.data.activities.index(a)] = 1.0
+            return {"activity": y}
+        if q["type"] == "object":
+            return targets(q, grid, self.data.activities, fps)
+        a, b = gt_span(q)
+        if not (lo <= a and b <= hi + 1e-6):
+            return None  # start or end outside this clip: no cross-entropy target
+        return targets(q, grid, self.data.activities, fps)
+
+    # ------------------------------------------------------------------ loop, saving, resuming
+    def total_steps(self) -> int:
+        per_epoch = self.steps_per_epoch()
+        total = per_epoch * self.cfg.epochs
+        return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
+
+    def save_state(self, bank: dict, history: dict) -> None:
+        state_dir = self.out / "train_state"
+        self.model.save_pretrained(state_dir)
+        torch.save(
+            {"optimizer": self.opt.state_dict(), "step": self.step, "epoch": self.epoch,
+             "batch_in_epoch": self.batch_in_epoch,
+             "bank": {k: (torch.from_numpy(f), torch.from_numpy(p)) for k, (f, p) in bank.items()},
+             "history": {k: [q["id"] for q in v] for k, v in history.items()},
+             "log": json.dumps(self.log), "config": json.dumps(asdict(self.cfg))},
+            state_dir / "trainer.pt.tmp",
+        )  # fmt: skip
+        (state_dir / "trainer.pt.tmp").replace(state_dir / "trainer.pt")
+
+    def load_state(self) -> tuple[dict, dict] | None:
+        path = self.out / "train_state" / "trainer.pt"
+        if not path.is_file():
+            return None
+        from safetensors.torch import load_file
+
+        self.model.load_state_dict(
+            load_file(str(self.out / "train_state" / "model.safetensors")), strict=True
+        )
+        st = torch.load(path, weights_only=True)
+        self.opt.load_state_dict(st["optimizer"])
+        self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
+        self.log = json.loads(st["log"])
+        by_id = {q["id"]: q for v in self.videos for q in v.queries}
+        bank = {k: (f.numpy(), p.numpy()) for k, (f, p) in st["bank"].items()}
+        history = defaultdict(list, {k: [by_id[i] for i in ids] for k, ids in st["history"].items()})
+        return bank, history
+
+    def run(self, *, progress: bool = True, resume: bool = True) -> list[dict]:
+        self.prepare(progress)
+        total = self.total_steps()
+        restored = self.load_state() if resume else None
+        bank, history = restored if restored else ({}, defaultdict(list))
+        self.model.train()
+        bar = tqdm(total=total, initial=self.step, desc=f"training {self.cfg.method}", disable=not progress)
+        start = time.perf_counter()
+        while self.step < total and self.epoch < self.cfg.epochs:
+            rng = random.Random(self.cfg.seed * 1000 + self.epoch)
+            batches = list(video_batches(self.videos, self.cfg.batch_size, rng))
+            if self.batch_in_epoch == 0:
+                bank, history = {}, defaultdict(list)  # memory reset every epoch
+            for b in range(self.batch_in_epoch, len(batches)):
+                if self.step >= total:
+                    break
+                torch.manual_seed(self.cfg.seed * 1000 + self.step)
+                frac = self.step / max(total - 1, 1)
+                self.model.temperature = (
+                    self.cfg.temp_start + (self.cfg.temp_end - self.cfg.temp_start) * frac
+                )
+                step_rng = random.Random(self.cfg.seed * 7919 + self.step)
+                random.seed(self.cfg.seed * 104729 + self.step)
+                logs = self.train_step(batches[b], bank, history, step_rng)
+                self.step += 1
+                self.batch_in_epoch = b + 1
+                self.log.append({"step": self.step, "epoch": self.epoch, **logs})
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['loss']:.3f}")
+                if self.step % self.cfg.save_every == 0:
+                    self.save_state(bank, history)
+            else:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+        bar.close()
+        self.save_state(bank, history)
+        self.model.eval()
+        self.model.save_pretrained(self.out)
+        (self.out / "train_log.json").write_text(json.dumps({"config": asdict(self.cfg), "log": self.log,
+                                                              "seconds": time.perf_counter() - start}))  # fmt: skip
+        return self.log

@@ -1,0 +1,73 @@
+"""The command line end to end on a real video file with a tiny random checkpoint."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, ok=True):
+    out = subprocess.run(
+        [sys.executable, "-m", "longvmnet.cli", *args], capture_output=True, text=True, timeout=300
+    )
+    if ok:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(tiny_benchmark, tiny_checkpoint, tmp_path_factory):
+    mem = tmp_path_factory.mktemp("mem") / "m.safetensors"
+    video = tiny_benchmark / "videos" / "vid_000.mp4"
+    out = run("build-memory", str(video), "--checkpoint", str(tiny_checkpoint), "--out", str(mem), "--quiet")
+    return mem, json.loads(out.stdout)
+
+
+def test_build_memory(built):
+    mem, info = built
+    assert mem.is_file()
+    assert (
+        info["tokens"] == 4 * 16
+        and info["frames_seen"] >= 59
+        and info["duration_s"] == pytest.approx(60, abs=1)
+    )
+
+
+def test_ask_all_three_kinds(built, tiny_benchmark, tiny_checkpoint):
+    mem, _ = built
+    crop = next((tiny_benchmark / "crops" / "vid_000").glob("*.png"))
+    ck = ["--checkpoint", str(tiny_checkpoint)]
+    a = json.loads(
+        run("ask", str(mem), *ck, "activity", "--object", str(crop), "--start", "0", "--end", "30").stdout
+    )
+    assert len(a["activities"]) == 10 and all(0 <= p <= 1 for _, p in a["activities"])
+    o = json.loads(
+        run("ask", str(mem), *ck, "object", "--activity", "pour", "--start", "10", "--end", "20").stdout
+    )
+    assert len(o["boxes"]) == len(o["times"]) == 51 and o["times"][0] == 10.0
+    t = json.loads(run("ask", str(mem), *ck, "time", "--activity", "stir", "--object", str(crop)).stdout)
+    assert 0 <= t["start"] < t["end"] <= 61
+
+
+def test_errors_are_one_sentence(built, tiny_benchmark, tiny_checkpoint, tmp_path):
+    mem, _ = built
+    ck = ["--checkpoint", str(tiny_checkpoint)]
+    bad = run("ask", str(mem), *ck, "object", "--activity", "juggle", ok=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: Unknown activity 'juggle'")
+    bad = run("ask", str(mem), *ck, "object", "--activity", "pour", "--start", "50", "--end", "500", ok=False)
+    assert bad.returncode == 2 and "outside the video" in bad.stderr
+    text = tmp_path / "notavideo.mp4"
+    text.write_text("hello")
+    bad = run("build-memory", str(text), *ck, "--out", str(tmp_path / "x.safetensors"), ok=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+    bad = run(
+        "build-memory",
+        str(text),
+        "--checkpoint",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "y"),
+        ok=False,
+    )
+    assert bad.returncode == 2 and "does not exist" in bad.stderr

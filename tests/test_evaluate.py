@@ -1,0 +1,87 @@
+"""Evaluation end to end on a generated benchmark, the feature cache, and the recipe's smallest setting."""
+
+import json
+
+import numpy as np
+import pytest
+
+from longvmnet import cli
+from longvmnet.data.features import FeatureCache
+from longvmnet.data.rest import ReSTData
+from longvmnet.evaluate import TABLE_KEYS, evaluate, score
+from longvmnet.hub import load_model
+from longvmnet.queries import ActivityAnswer, ObjectAnswer, TimeAnswer
+
+
+def test_feature_cache_is_hit_on_second_run(tiny_benchmark, tiny_checkpoint, tmp_path):
+    model = load_model(tiny_checkpoint)
+    video = ReSTData(tiny_benchmark).split("all")[0]
+    first = FeatureCache(tmp_path, model).video(video.path)
+    again = FeatureCache(tmp_path, model)
+    second = again.video(video.path)
+    assert (again.hits, again.misses) == (1, 0)
+    assert np.array_equal(np.asarray(first.tokens), np.asarray(second.tokens))
+    c = model.config
+    assert second.tokens.shape == (len(second.times), c.tokens_per_frame, c.backbone_dim)
+    assert abs(len(second.times) - video.duration * c.memory_fps) <= 1
+
+
+def test_score_hand_computed():
+    acts = ["a", "b", "c"]
+    q = {"type": "activity", "answer": {"activities": ["b"]}}
+    assert score(q, ActivityAnswer([("b", 0.9), ("a", 0.5), ("c", 0.1)]), acts, 5) == {
+        "activity": 1.0,
+        "activity_r3": 1.0,
+    }
+    q = {"type": "time", "answer": {"start": 10.0, "end": 20.0}}
+    assert score(q, TimeAnswer(12.0, 20.0, 1.0, [], [], []), acts, 5) == {"time": 1.0}
+    assert score(q, TimeAnswer(30.0, 40.0, 1.0, [], [], []), acts, 5) == {"time": 0.0}
+    box = [0.1, 0.1, 0.3, 0.3]
+    q = {"type": "object", "answer": {"boxes": {"1.0": box, "1.2": box}}}
+    a = ObjectAnswer([1.0, 1.2, 1.4], [box, box, box], [0.9, 0.9, 0.1])
+    assert score(q, a, acts, 5) == {"object": 1.0}
+
+
+@pytest.mark.parametrize("method", ["longvmnet", "baseline", "uniform"])
+def test_evaluate_end_to_end(tiny_benchmark, tiny_checkpoint, tmp_path, method):
+    model = load_model(tiny_checkpoint)
+    data = ReSTData(tiny_benchmark)
+    cache = FeatureCache(tmp_path, model)
+    result = evaluate(model, data, "all", method=method, cache=cache, progress=False)
+    n = sum(len(v.queries) for v in data.split("all"))
+    counted = sum(sum(result["counts"][k].values()) for k in ("activity", "object", "time"))
+    assert counted == n
+    for k in TABLE_KEYS:
+        assert all(0.0 <= r <= 100.0 for r in result["table"][k].values())
+    if method == "baseline":
+        assert result["stage1_s"] == 0.0 and result["stage2_s"] > 0
+    else:
+        assert result["stage1_s"] > 0 and result["stage2_s"] > 0
+
+
+def test_evaluate_cli_writes_json(tiny_benchmark, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = cli.main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_benchmark),
+                     "--split", "all", "--json", str(out)])  # fmt: skip
+    assert code == 0
+    table = json.loads(out.read_text())
+    assert set(TABLE_KEYS) <= set(table)
+    assert "activity R@1x" in capsys.readouterr().err
+
+
+def test_recipe_smallest_setting(tmp_path):
+    from longvmnet.recipe import main
+
+    results = main(["--tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ckpt")])
+    assert {
+        "longvmnet",
+        "baseline",
+        "no_continual",
+        "random_memory",
+        "uniform_frames",
+        "sweep_2",
+        "sweep_4",
+    } <= set(results)
+    card = (tmp_path / "ckpt" / "README.md").read_text()
+    assert card.startswith("---\nlicense: apache-2.0") and "| Long-VMNet |" in card
+    assert load_model(tmp_path / "ckpt").config.grid == 4

@@ -1,0 +1,84 @@
+"""The training loop: loss decreases, the continual loss is present, the same-video rule holds, resume works."""
+
+import random
+from collections import defaultdict
+
+import pytest
+import torch
+
+from longvmnet.config import preset
+from longvmnet.data.features import FeatureCache
+from longvmnet.data.rest import ReSTData, video_batches
+from longvmnet.model import LongVMNet
+from longvmnet.train import TrainConfig, Trainer
+
+
+def make_trainer(bench, tmp_path, **cfg):
+    torch.manual_seed(0)
+    data = ReSTData(bench)
+    model = LongVMNet(preset("tiny", activities=list(data.activities)))
+    cache = FeatureCache(tmp_path / "cache", model)
+    return Trainer(model, data, cache, TrainConfig(**cfg), tmp_path / "out")
+
+
+def test_batches_never_hold_two_queries_of_one_video(tiny_benchmark):
+    data = ReSTData(tiny_benchmark)
+    videos = data.split("all")
+    seen = []
+    for batch in video_batches(videos, 2, random.Random(0)):
+        ids = [v.id for v, _ in batch]
+        assert len(ids) == len(set(ids))
+        seen += [q["id"] for _, q in batch]
+    assert sorted(seen) == sorted(q["id"] for v in videos for q in v.queries)  # each query once per epoch
+
+
+def test_loss_decreases_on_a_fixed_batch(tiny_benchmark, tmp_path):
+    tr = make_trainer(tiny_benchmark, tmp_path, continual=0, token_dropout=0.0, lr=3e-3, lr_sampler=3e-3)
+    tr.prepare(progress=False)
+    tr.model.train()
+    batch = next(video_batches(tr.videos, 2, random.Random(0)))
+    losses = []
+    for _ in range(25):  # the same inputs every step (clip, noise, windows): only the weights change
+        torch.manual_seed(0)
+        random.seed(0)
+        losses.append(tr.train_step(batch, {}, defaultdict(list), random.Random(0))["loss"])
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_continual_loss_answers_past_queries(tiny_benchmark, tmp_path):
+    for p, expected in ((2, [1, 2, 3, 3]), (0, [1, 1, 1, 1])):
+        tr = make_trainer(tiny_benchmark, tmp_path / str(p), continual=p)
+        tr.prepare(progress=False)
+        tr.model.train()
+        video = tr.videos[0]
+        bank, history = {}, defaultdict(list)
+        answered = [tr.train_step([(video, q)], bank, history, random.Random(i))["answered"]
+                    for i, q in enumerate(video.queries[:4])]  # fmt: skip
+        assert answered == expected
+        assert bank[video.id][0].shape == (tr.model.config.memory_size,)
+
+
+def test_resume_continues_exactly(tiny_benchmark, tmp_path):
+    full = make_trainer(
+        tiny_benchmark, tmp_path / "full", max_steps=6, epochs=100, batch_size=2, save_every=2
+    )
+    full_log = full.run(progress=False)
+    part = make_trainer(
+        tiny_benchmark, tmp_path / "part", max_steps=4, epochs=100, batch_size=2, save_every=2
+    )
+    part.run(progress=False)
+    resumed = make_trainer(
+        tiny_benchmark, tmp_path / "part", max_steps=6, epochs=100, batch_size=2, save_every=2
+    )
+    resumed_log = resumed.run(progress=False)
+    assert [e["step"] for e in resumed_log] == [1, 2, 3, 4, 5, 6]
+    assert [e["loss"] for e in resumed_log] == pytest.approx([e["loss"] for e in full_log], rel=1e-4)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=5e-3) for k in a)  # Adam amplifies float noise
+    assert (tmp_path / "part" / "out" / "model.safetensors").is_file()
+
+
+def test_baseline_trains(tiny_benchmark, tmp_path):
+    tr = make_trainer(tiny_benchmark, tmp_path, method="baseline", continual=0, max_steps=3, epochs=100)
+    log = tr.run(progress=False)
+    assert len(log) == 3 and all(e["loss"] == e["loss"] for e in log)
