@@ -116,6 +116,17 @@ def cmd_evaluate(args) -> dict:
     return result
 
 
+def cmd_bench(args) -> dict:
+    from longvmnet.bench import format_bench, run_bench
+
+    result = run_bench(args.checkpoint, quick=args.quick, smallest=args.smallest, work=args.work)
+    print(format_bench(result), file=sys.stderr)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="longvmnet", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -181,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache", default=None)
     e.add_argument("--json", default=None, help="write the table as JSON here")
     e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("bench", help="speed: the two stages against the per-query baseline, memory, latency")
+    s.add_argument("--checkpoint", default=None)
+    s.add_argument("--quick", action="store_true", help="a few minutes instead of the full run")
+    s.add_argument("--smallest", action="store_true", help="the smallest setting (used by the tests)")
+    s.add_argument("--work", default="runs/bench", help="folder for generated videos and caches")
+    s.add_argument("--json", default=None, help="write the results as JSON here")
+    s.set_defaults(func=cmd_bench)
     return p
 
 
