@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,52 +67,63 @@ def memory_from_cache(model, cache: FeatureCache, video: VideoItem):
 
 
 @torch.inference_mode()
+def baseline_answer(model, q, clips: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Answer:
+    """Per-query baseline on one query's window, given as clips of (times (t,), projected tokens (t, p, d)),
+    t <= T, in time order: the encoder-decoder sees one clip at a time in place of the memory; logits are
+    aggregated over the clips (activity: max; object: each clip answers its own frames; time: start/end
+    logits concatenated). The same code path serves cached tokens (evaluation) and decoded video (bench)."""
+    c = model.config
+    kind = q.kind
+    fps = c.object_fps if kind == "object" else c.query_fps
+    grid = collate([q], fps, c.activity_max_queries if kind == "activity" else 0)
+    qt = grid["times"][0]
+    obj = act = None
+    if kind in ("activity", "time"):
+        obj = crop_tokens(model, [q.crop])
+    if kind in ("object", "time"):
+        act = torch.tensor([c.activities.index(q.activity)])
+    pieces = defaultdict(list)
+    for times, tok in clips:
+        rows, cols = model.grid_positions(len(times))
+        mem = {"tokens": tok.reshape(1, -1, c.d_model), "times": times.repeat_interleave(c.tokens_per_frame)[None],
+               "rows": rows[None], "cols": cols[None]}  # fmt: skip
+        lo, hi = float(times[0]), float(times[-1]) + 1.0 / c.memory_fps
+        sel = (qt >= lo) & (qt < hi) if kind != "activity" else torch.ones_like(qt, dtype=torch.bool)
+        if not sel.any():
+            continue
+        t = qt[sel][None]
+        out = model(mem, kind, t, torch.ones_like(t, dtype=torch.bool), object_tokens=obj, activity=act)
+        for key, v in out.items():
+            pieces[key].append(v)
+    if kind == "activity":
+        out = {"activity_logits": torch.stack(pieces["activity_logits"]).amax(0)}
+    else:
+        out = {key: torch.cat(v, 1) for key, v in pieces.items()}
+        qt = qt[: out[next(iter(out))].shape[1]]
+    return decode(kind, out, qt[None], torch.ones(1, len(qt), dtype=torch.bool), c.activities, fps)[0]
+
+
+@torch.inference_mode()
 def baseline_answers(
     model, cache: FeatureCache, video: VideoItem, queries: list, batch: int = 64
 ) -> list[Answer]:
-    """Per-query baseline: each query reads its own window in non-overlapping T-frame clips; the encoder-
-    decoder sees one clip at a time in place of the memory; logits are aggregated over the clips
-    (activity: max; object: each clip answers its own frames; time: start/end logits concatenated)."""
+    """The per-query baseline (`baseline_answer`) on cached backbone tokens; clips are projected once."""
     c = model.config
     feats = cache.video(video.path)
     proj = {}
-    answers = []
-    for q in queries:
-        kind = q.kind
-        fps = c.object_fps if kind == "object" else c.query_fps
-        grid = collate([q], fps, c.activity_max_queries if kind == "activity" else 0)
-        qt = grid["times"][0]
-        first = int(np.searchsorted(feats.times, q.start - 1e-3))
-        last = int(np.searchsorted(feats.times, q.end + 1e-3))
-        obj = act = None
-        if kind in ("activity", "time"):
-            obj = crop_tokens(model, [q.crop])
-        if kind in ("object", "time"):
-            act = torch.tensor([c.activities.index(q.activity)])
-        pieces = defaultdict(list)
+
+    def clips(first: int, last: int):
         for s in range(first, max(first + 1, last), c.clip_len):
             e = min(s + c.clip_len, len(feats.times))
             if s not in proj:
                 proj[s] = model.project(torch.from_numpy(np.asarray(feats.tokens[s:e])))
-            tok = proj[s]
-            times = torch.from_numpy(feats.times[s:e])
-            rows, cols = model.grid_positions(len(times))
-            mem = {"tokens": tok.reshape(1, -1, c.d_model), "times": times.repeat_interleave(c.tokens_per_frame)[None],
-                   "rows": rows[None], "cols": cols[None]}  # fmt: skip
-            lo, hi = float(times[0]), float(times[-1]) + 1.0 / c.memory_fps
-            sel = (qt >= lo) & (qt < hi) if kind != "activity" else torch.ones_like(qt, dtype=torch.bool)
-            if not sel.any():
-                continue
-            t = qt[sel][None]
-            out = model(mem, kind, t, torch.ones_like(t, dtype=torch.bool), object_tokens=obj, activity=act)
-            for key, v in out.items():
-                pieces[key].append(v)
-        if kind == "activity":
-            out = {"activity_logits": torch.stack(pieces["activity_logits"]).amax(0)}
-        else:
-            out = {key: torch.cat(v, 1) for key, v in pieces.items()}
-            qt = qt[: out[next(iter(out))].shape[1]]
-        answers += decode(kind, out, qt[None], torch.ones(1, len(qt), dtype=torch.bool), c.activities, fps)
+            yield torch.from_numpy(feats.times[s:e]), proj[s]
+
+    answers = []
+    for q in queries:
+        first = int(np.searchsorted(feats.times, q.start - 1e-3))
+        last = int(np.searchsorted(feats.times, q.end + 1e-3))
+        answers.append(baseline_answer(model, q, clips(first, last)))
     return answers
 
 
@@ -130,10 +142,21 @@ def evaluate(
     method: "longvmnet" (video decoded, real stage 1), "longvmnet-cached" (stage 1 on cached tokens),
     "random" / "uniform" (memory selection ablations, cached), or "baseline" (per-query, cached tokens).
     """
+    original = model.config
     if memory_frames or method in ("random", "uniform"):
-        selection = {"random": "random", "uniform": "uniform"}.get(method, model.config.selection)
-        model.config = replace(model.config, memory_frames=memory_frames or model.config.memory_frames,
-                               selection=selection)  # fmt: skip
+        selection = {"random": "random", "uniform": "uniform"}.get(method, original.selection)
+        model.config = replace(
+            original, memory_frames=memory_frames or original.memory_frames, selection=selection
+        )
+    try:
+        return _evaluate(model, data, split, method, cache, progress)
+    finally:
+        model.config = original
+
+
+def _evaluate(
+    model, data: ReSTData, split: str, method: str, cache: FeatureCache | None, progress: bool
+) -> dict:
     model.eval()
     sums, counts = defaultdict(float), defaultdict(int)
     stage1 = stage2 = 0.0

@@ -103,6 +103,13 @@ def write_report(work: Path, results: dict, data, config, args) -> Path:
         f = work / key / "train_log.json"
         if f.exists():
             logs[key] = round(json.loads(f.read_text())["seconds"] / 60, 1)
+    trained_random = "random_memory" in args.variants.split(",")
+    random_note = (
+        "Random memory tokens: a model trained with random token selection (same budget)."
+        if trained_random
+        else "Random memory tokens: the Long-VMNet model with its sampler replaced by random scores at inference "
+        "(not retrained). Uniform frames: the same model, its memory spent on evenly spaced whole frames."
+    )
     card = f"""---
 license: apache-2.0
 library_name: longvmnet
@@ -145,6 +152,8 @@ frames are the ablations; the baseline is the per-query TubeDETR-style model (sa
 encoder-decoder, no memory, each query reads its own window in T-frame clips and aggregates the logits).
 
 {table2(results)}
+
+{random_note}
 
 ### Memory-size sweep (inference with the trained model, memory resized)
 {chr(10).join(lines)}

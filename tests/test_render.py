@@ -1,0 +1,183 @@
+"""longvmnet.render on small synthetic inputs and short real videos: no Gradio involved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from longvmnet import render as R
+from longvmnet.video import iter_frames, probe
+
+RED = np.array(R.BOX)
+
+
+def grid_image(grid: int = 4, cell: int = 8) -> np.ndarray:
+    """Each cell (r, c) of a grid x grid image is the flat colour (r * 40, c * 40, 200)."""
+    img = np.zeros((grid * cell, grid * cell, 3), np.uint8)
+    for r in range(grid):
+        for c in range(grid):
+            img[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell] = (r * 40, c * 40, 200)
+    return img
+
+
+def test_clock():
+    assert [R.clock(s) for s in (0, 12.3, 605, 3723)] == ["0:00", "0:12", "10:05", "1:02:03"]
+
+
+@pytest.mark.parametrize(
+    "box, expected",
+    [
+        ([0.25, 0.5, 0.75, 1.0], (25, 25, 75, 49)),
+        ([-1, 2, 0.5, -3], (0, 0, 50, 49)),
+        ([0.9, 0.8, 0.1, 0.2], (10, 10, 90, 40)),
+    ],
+)
+def test_box_pixels_are_int_and_clipped(box, expected):
+    out = R.box_pixels(box, 100, 50)
+    assert out == expected and all(isinstance(v, int) for v in out)
+
+
+def test_display_size_is_even_and_bounded():
+    assert R.display_size(1920, 1080, 480) == (480, 270)
+    assert R.display_size(101, 51, 480) == (100, 50)
+    w, h = R.display_size(333, 999, 200)
+    assert max(w, h) <= 200 and w % 2 == h % 2 == 0
+
+
+def test_draw_boxes_colours_the_outline_only():
+    img = np.full((100, 200, 3), 30, np.uint8)
+    out = R.draw_boxes(img, [[0.25, 0.2, 0.75, 0.8]], thickness=2)
+    x1, y1, x2, y2 = R.box_pixels([0.25, 0.2, 0.75, 0.8], 200, 100)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    for x, y in [(x1, 50), (x2, 50), (100, y1), (100, y2)]:
+        assert (out[y, x] == RED).all()
+    assert (out[50, 100] == 30).all() and (out[5, 5] == 30).all()  # inside and outside untouched
+    assert (img == 30).all()  # the input is not modified
+    labelled = R.draw_boxes(img, [[0.25, 0.2, 0.75, 0.8]], ["87%"])
+    assert (labelled != out).any()
+
+
+def test_timeline_marks_the_span():
+    times = list(np.arange(10.0, 31.0))
+    start, end = np.linspace(0, 1, 21), np.linspace(1, 0, 21)
+    fig = R.timeline(times, start / start.sum(), end / end.sum(), (14.0, 22.0))
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    spans = [p for p in ax.patches if p.get_label() == "predicted span"]
+    assert len(spans) == 1
+    xs = (
+        spans[0].get_xy()[:, 0]
+        if not isinstance(spans[0], Rectangle)
+        else [spans[0].get_x(), spans[0].get_x() + spans[0].get_width()]
+    )
+    assert min(xs) == pytest.approx(14.0) and max(xs) == pytest.approx(22.0)
+    lines = {line.get_label(): line for line in ax.lines}
+    assert set(lines) == {"start", "end"}
+    np.testing.assert_allclose(lines["start"].get_xdata(), times)
+    assert "14.0" in ax.get_title() and "22.0" in ax.get_title()
+    fig.savefig(__import__("io").BytesIO(), format="png")  # renders with Agg, no pyplot needed
+
+
+def test_memory_histogram_counts_every_token():
+    times = [0.0] * 5 + [30.0] * 3 + [59.0] * 2
+    fig = R.memory_histogram(times, 60.0, bins=6)
+    bars = fig.axes[0].patches
+    assert len(bars) == 6 and sum(b.get_height() for b in bars) == len(times)
+    assert [b.get_height() for b in bars] == [5, 0, 0, 3, 0, 2]
+    assert fig.axes[0].get_xlim() == (0, 60.0)
+
+
+def test_cut_patches_maps_row_and_col_to_the_frame():
+    frames = {0.0: grid_image(), 1.0: 255 - grid_image()}
+    patches = R.cut_patches(frames, [0.0, 0.0, 1.1, 0.9], [0, 3, 1, 2], [0, 2, 1, 3], grid=4)
+    assert [p.shape for p in patches] == [(8, 8, 3)] * 4
+    assert tuple(patches[0][0, 0]) == (0, 0, 200)
+    assert tuple(patches[1][0, 0]) == (120, 80, 200)
+    assert tuple(patches[2][0, 0]) == (255 - 40, 255 - 40, 55)  # nearest frame to 1.1 s is the one at 1.0 s
+    assert tuple(patches[3][0, 0]) == (255 - 80, 255 - 120, 55)
+
+
+@pytest.mark.parametrize("n", [1, 7, 64])
+def test_mosaic_has_one_tile_per_patch(n):
+    colours = [(i * 3 % 256, 100, 255 - i * 3 % 256) for i in range(n)]
+    patches = [np.full((8, 6, 3), c, np.uint8) for c in colours]
+    tile, columns = 20, 5
+    img = R.mosaic(patches, [f"{i}" for i in range(n)], tile=tile, columns=columns)
+    label_h = max(10, tile // 4)
+    rows = -(-n // columns)
+    assert img.shape == (rows * (tile + label_h + 2), min(n, columns) * 0 + columns * (tile + 2), 3)
+    for i, c in enumerate(colours):  # the centre of tile i has patch i's colour
+        y = (i // columns) * (tile + label_h + 2) + 1 + tile // 2
+        x = (i % columns) * (tile + 2) + 1 + tile // 2
+        assert tuple(img[y, x]) == c
+
+
+def test_highlight_patches_dims_the_rest():
+    frame = np.full((40, 40, 3), 200, np.uint8)
+    out = R.highlight_patches(frame, [(1, 2)], grid=4, dim=0.5)
+    assert (out[15, 25] == 200).all()  # inside kept patch (1, 2): rows 10-19, cols 20-29
+    assert (out[10, 20] == RED).all()  # its outline
+    assert (out[5, 5] == 100).all() and (out[35, 35] == 100).all()
+
+
+def test_crop_box_and_mark_point():
+    img = grid_image()
+    crop = R.crop_box(img, (20.4, 30), (8, 3.6))
+    assert crop.shape == (26, 12, 3) and tuple(crop[0, 0]) == (0, 40, 200)
+    assert R.crop_box(img, (-5, -5), (100, 100)).shape == img.shape
+    marked = R.mark_point(img, (16, 16))
+    assert (marked[16, 16] == RED).all() and (img[16, 16] != RED).any()
+
+
+# ---- on real video files ---------------------------------------------------------------------------
+
+
+def test_frames_at_dense_and_sparse(make_clip):
+    path = make_clip("c.mp4", seconds=6, fps=10, size=(64, 48))
+    dense = R.frames_at(str(path), np.arange(1.0, 3.0, 0.2), max_side=32)
+    sparse = R.frames_at(str(path), [5.0, 0.5, 3.0])
+    assert [f.shape for _, f in dense] == [(24, 32, 3)] * 10 and sparse[0][1].shape == (48, 64, 3)
+    assert [make_clip.index_of(f) for _, f in dense] == list(range(10, 30, 2))
+    assert [make_clip.index_of(f) for _, f in sparse] == [50, 5, 30]
+
+
+def test_object_clip_draws_present_frames(make_clip, tmp_path):
+    path = make_clip("c.mp4", seconds=6, fps=10, size=(96, 64))
+    times = list(np.round(np.arange(1.0, 5.01, 0.2), 3))
+    n = len(times)
+    presence = [0.9 if 2.0 <= t <= 3.0 else 0.1 for t in times]
+    boxes = [[0.2, 0.2, 0.8, 0.8]] * n
+    out = tmp_path / "o.mp4"
+    gallery, clip, frames = R.object_clip(
+        str(path), str(out), times, boxes, presence, fps=5, max_frames=12, gallery=3
+    )
+    assert frames == 12 and clip == str(out)
+    assert len(gallery) == 3 and all(c.endswith("90%") for _, c in gallery)
+    img = gallery[0][0]
+    x1, y1, _, _ = R.box_pixels(boxes[0], 96, 64)
+    assert img.shape == (64, 96, 3) and (img[40, x1] == RED).all()
+    decoded = [f for _, f in iter_frames(out, 5)]
+    assert len(decoded) == 12 and probe(out).duration_s == pytest.approx(12 / 5, abs=0.25)
+    first = decoded[0]  # at 1.0 s: object absent, so no box (lossy: compare to the flat colour)
+    assert np.abs(first[40, x1].astype(int) - first[40, 50].astype(int)).max() < 30
+
+
+def test_memory_mosaic_and_frame_from_video(make_clip):
+    path = make_clip("c.mp4", seconds=6, fps=10, size=(64, 64))
+    times = [0.0] * 4 + [2.0] * 3 + [5.0] * 2
+    rows = [0, 0, 1, 3, 2, 2, 0, 1, 1]
+    cols = [0, 1, 1, 3, 0, 1, 3, 1, 2]
+    img, shown = R.memory_mosaic(str(path), times, rows, cols, grid=4, fps=1.0, tile=16, max_tiles=100)
+    assert shown == len(times)
+    big, shown_few = R.memory_mosaic(str(path), times, rows, cols, grid=4, fps=1.0, tile=16, max_tiles=5)
+    assert shown_few == 5 and big.size < img.size
+    # every tile is cut from the frame at its time: flat colours say which frame
+    columns = img.shape[1] // 18
+    for i, t in enumerate(sorted(times)):
+        y, x = (i // columns) * (16 + 10 + 2) + 9, (i % columns) * 18 + 9
+        assert make_clip.index_of(img[y - 2 : y + 2, x - 2 : x + 2]) == round(t * 10)
+    frame, ft, kept = R.memory_frame(str(path), 2.04, times, rows, cols, grid=4, fps=1.0)
+    assert ft == pytest.approx(2.0) and kept == 3 and frame.shape == (64, 64, 3)
+    assert frame[8:16, 24:32].mean() < frame[40:48, 8:16].mean()  # patch (1, 3) dimmed, (2, 0) kept
