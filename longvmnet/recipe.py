@@ -3,7 +3,7 @@
   generate data -> pretrain the backbone -> train Long-VMNet, the per-query baseline and the ablations
   -> evaluate on the held-out test videos -> memory-size sweep -> report and model card -> checkpoint.
 
-    python -m longvmnet.recipe [--videos 7 --minutes 20 --steps 400] [--tiny]
+    python -m longvmnet.recipe [--videos 7 --minutes 20 --steps 250] [--tiny]
 
 Every stage writes its output under --work (default runs/recipe) and is skipped when that output exists.
 """
@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--videos", type=int, default=7)
     p.add_argument("--minutes", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pretrain-steps", type=int, default=500)
-    p.add_argument("--steps", type=int, default=400, help="training steps of every variant (same budget)")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--pretrain-steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=250, help="training steps of every variant (same budget)")
+    p.add_argument("--variants", default="longvmnet,baseline,no_continual", help=f"of {','.join(VARIANTS)}")
     p.add_argument("--sweep", default="4,8,16,32", help="memory sizes in frames' worth of tokens")
     p.add_argument("--preset", default="synth")
     p.add_argument("--out", default=str(ROOT / "checkpoints" / "longvmnet-synth"))
@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
         for f in ("config.json", "model.safetensors"):
             shutil.copy(work / "longvmnet" / f, out / f)
         shutil.copy(work / "MODEL_CARD.md", out / "README.md")
+        if (work / "memory_sweep.png").exists():
+            shutil.copy(work / "memory_sweep.png", out / "memory_sweep.png")
         print(f"[recipe] checkpoint written to {out}")
     return results
 

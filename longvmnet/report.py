@@ -69,6 +69,29 @@ def sweep_plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def targets(results: dict) -> str:
+    """The project's accuracy targets against what this run reached (short queries)."""
+    if "longvmnet" not in results:
+        return ""
+    short = lambda key, kind: results[key]["table"][kind].get("short", float("nan"))  # noqa: E731
+    rows = [
+        ("activity R@1x, short", ">= 60", short("longvmnet", "activity")),
+        ("object vIoU>0.3, short", ">= 40", short("longvmnet", "object")),
+        ("time tIoU>0.3, short", ">= 40", short("longvmnet", "time")),
+    ]
+    if "random_memory" in results:
+        rows.append(("sampler minus random memory, activity short", ">= +5",
+                     short("longvmnet", "activity") - short("random_memory", "activity")))  # fmt: skip
+    if "baseline" in results:
+        rows.append(("Long-VMNet minus baseline, activity short", ">= -5",
+                     short("longvmnet", "activity") - short("baseline", "activity")))  # fmt: skip
+    lines = ["| target | goal | reached | met |", "|---|---|---|---|"]
+    for name, goal, value in rows:
+        bound = float(goal.split()[-1])
+        lines.append(f"| {name} | {goal} | {value:+.1f} | {'yes' if value >= bound else 'no'} |")
+    return "\n".join(lines)
+
+
 def write_report(work: Path, results: dict, data, config, args) -> Path:
     sweep_plot(results, work / "memory_sweep.png")
     docs = Path(__file__).resolve().parent.parent / "docs"
@@ -154,6 +177,9 @@ encoder-decoder, no memory, each query reads its own window in T-frame clips and
 {table2(results)}
 
 {random_note}
+
+### Targets
+{targets(results)}
 
 ### Memory-size sweep (inference with the trained model, memory resized)
 {chr(10).join(lines)}
