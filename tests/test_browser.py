@@ -181,6 +181,6 @@ def test_a_whole_session_in_the_browser(page):
         image = Image.open(out).convert("RGB")
         image = image.resize((960, round(image.height * 960 / image.width)), Image.LANCZOS)
         buf = io.BytesIO()
-        image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
+        image.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
         assert buf.tell() < 400_000, f"docs/app.png would be {buf.tell()} bytes"
         (ROOT / "docs" / "app.png").write_bytes(buf.getvalue())
