@@ -25,6 +25,7 @@ from longvmnet.queries import (
     TimeQuery,
     collate,
     decode,
+    time_grid,
     validate,
 )
 from longvmnet.video import DecodeReport, FrameReader, NoFramesError, VideoLimits, iter_clips, probe
@@ -183,9 +184,26 @@ def crop_tokens(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
     return model.embed_frames(torch.from_numpy(arr))
 
 
+def _batches(todo: list[tuple[int, int]], batch_size: int, max_time_queries: int) -> list[list[int]]:
+    """(grid length, query index) pairs sorted by length -> index batches of similar lengths, at most
+    `batch_size` queries and `max_time_queries` padded time queries (batch x longest grid) each."""
+    batches: list[list[int]] = []
+    for n, i in todo:
+        if not batches or len(batches[-1]) == batch_size or (len(batches[-1]) + 1) * n > max_time_queries:
+            batches.append([])
+        batches[-1].append(i)
+    return batches
+
+
 @torch.inference_mode()
-def answer(model, memory: Memory, queries: Sequence[Query], *, batch_size: int = 32) -> list[Answer]:
-    """Stage 2: answer queries of any kinds from the memory alone, batched by kind. Order is kept."""
+def answer(
+    model, memory: Memory, queries: Sequence[Query], *, batch_size: int = 32, max_time_queries: int = 4096
+) -> list[Answer]:
+    """Stage 2: answer queries of any kinds from the memory alone, batched by kind. Order is kept.
+
+    Batches group similar window lengths and hold at most `max_time_queries` padded decoder time queries:
+    on a CPU, larger batches of long windows ran slower than single queries (activations leave the cache).
+    """
     model.eval()
     c = model.config
     for q in queries:
@@ -193,10 +211,12 @@ def answer(model, memory: Memory, queries: Sequence[Query], *, batch_size: int =
     mem1 = {k: v.to(model.device) for k, v in memory.batched().items()}
     results: list[Answer | None] = [None] * len(queries)
     for kind in ("activity", "object", "time"):
-        todo = [i for i, q in enumerate(queries) if q.kind == kind]
         fps = c.object_fps if kind == "object" else c.query_fps
-        for s in range(0, len(todo), batch_size):
-            idx = todo[s : s + batch_size]
+        max_len = c.activity_max_queries if kind == "activity" else 0
+        todo = sorted(
+            (len(time_grid(q.start, q.end, fps, max_len)), i) for i, q in enumerate(queries) if q.kind == kind
+        )
+        for idx in _batches(todo, batch_size, max_time_queries):
             batch = [queries[i] for i in idx]
             grid = collate(batch, fps, c.activity_max_queries if kind == "activity" else 0)
             mem = {k: v.expand(len(batch), *v.shape[1:]) for k, v in mem1.items()}

@@ -12,6 +12,7 @@ Padded time queries carry heads.NEG logits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +32,20 @@ from longvmnet.sampler import NeuralSampler, relaxed_topk
 
 KINDS = ("activity", "object", "time")
 MemoryTensors = dict[str, torch.Tensor]  # tokens (b, m, d), times (b, m), rows (b, m), cols (b, m)
+
+
+@contextlib.contextmanager
+def sdpa_attention():
+    """Turn off the inference "fast path" of nn.TransformerEncoderLayer / nn.MultiheadAttention while inside:
+    it computes attention with bmm + (masked) softmax, where the regular path calls
+    scaled_dot_product_attention (flash attention on the CPU). Same math; on a 2-core CPU the sampler runs
+    2.2x, the encoder 1.5x and the decoder 1.6-1.9x faster (longvmnet bench). No effect with grad enabled."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
 
 
 class LongVMNet(
@@ -132,7 +147,8 @@ class LongVMNet(
         cand = {key: torch.cat([memory[key].to(self.device), clip[key].to(self.device)], 1) for key in clip}
         if self.config.selection == "neural":
             x = cand["tokens"] + self.token_pe(cand["times"], cand["rows"], cand["cols"])
-            scores = self.sampler(x)
+            with sdpa_attention():
+                scores = self.sampler(x)
         else:  # "random" (an ablation) and "uniform" (stage 1 picks whole frames itself): random scores
             scores = torch.rand(cand["times"].shape, device=self.device)
         if clip_mask is not None:
@@ -188,7 +204,8 @@ class LongVMNet(
         if activity is not None:
             parts.append(self.embed_activity(activity) + self.role_embed.weight[2])
         assert all(p.shape[0] == b for p in parts)
-        return self.encoder(torch.cat(parts, 1))
+        with sdpa_attention():
+            return self.encoder(torch.cat(parts, 1))
 
     def decode(self, enc: torch.Tensor, times: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
         """Temporal-encoding queries cross-attend the encoder output, self-attending within chunks.
@@ -203,13 +220,20 @@ class LongVMNet(
         if pad:
             tgt = F.pad(tgt, (0, 0, 0, pad))
             valid = F.pad(valid, (0, pad), value=False)
-        n = tgt.shape[1] // chunk
-        tgt = rearrange(tgt, "b (n c) d -> (b n) c d", c=chunk)
         valid = rearrange(valid, "b (n c) -> (b n) c", c=chunk)
         valid = valid | ~valid.any(1, keepdim=True)  # a chunk of padding only attends to itself (no NaN)
-        memory = repeat(enc, "b s d -> (b n) s d", n=n)
-        out = self.decoder(tgt, memory, tgt_key_padding_mask=~valid)
-        return rearrange(out, "(b n) c d -> b (n c) d", b=b)[:, :length]
+        # nn.TransformerDecoder's layers (norm_first) step by step: self-attention within chunks, but every
+        # time query cross-attends the encoder output at once, so its keys/values are projected once, not
+        # once per chunk (same math; with sdpa_attention, object queries over long windows ~2x faster).
+        x = tgt  # (b, l, d)
+        with sdpa_attention():
+            for layer in self.decoder.layers:
+                xc = rearrange(x, "b (n c) d -> (b n) c d", c=chunk)
+                xc = xc + layer._sa_block(layer.norm1(xc), None, ~valid)
+                x = rearrange(xc, "(b n) c d -> b (n c) d", b=b)
+                x = x + layer._mha_block(layer.norm2(x), enc, None, None)
+                x = x + layer._ff_block(layer.norm3(x))
+        return self.decoder.norm(x)[:, :length]
 
     def forward(
         self,

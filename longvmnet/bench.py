@@ -1,0 +1,575 @@
+"""`longvmnet bench`: the speed benchmark, in one process and one run (ratios, since machines are noisy).
+
+1. ReST-shaped workload: Long-VMNet's stage 1 and stage 2 against the per-query baseline, which decodes each
+   query's window, runs the backbone on it and the encoder-decoder per T-frame clip (evaluate.baseline_answer).
+   Speedup as in the paper's Table 1: baseline time of all queries of a type/window over Long-VMNet's time
+   for them, stage 1 of a video split evenly over all its queries (also reported without stage 1).
+2. Memory-building efficiency: stage 1 frames/s over the backbone's own frames/s on the same decoded frames.
+3. Constant memory: peak RSS and time of stage 1 on ever longer videos, each in a fresh subprocess.
+4. Query latency from a built memory (single queries, p50/p95) and batched throughput.
+5. Training: one sampler step (forward + backward of NeuralSampler + top-k) at the paper's size.
+
+GPU fast path: with CUDA the model runs under bf16 autocast and the baseline's backbone takes 8 clips per
+batch; on a CPU everything runs in fp32 exactly as inference does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import json
+import os
+import platform
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from longvmnet.config import preset
+from longvmnet.data.rest import ReSTData
+from longvmnet.evaluate import WINDOWS, baseline_answer, to_query
+from longvmnet.hub import load_model
+from longvmnet.inference import answer, build_memory, scan, to_memory
+from longvmnet.memory import MemoryMeta
+from longvmnet.sampler import NeuralSampler, relaxed_topk
+from longvmnet.video import iter_clips, iter_frames, write_video
+
+TYPES = ("activity", "object", "time")
+COLUMNS = (*WINDOWS, "all")
+GOALS = {"activity_speedup": (">=", 100.0), "stage1_backbone_ratio": (">=", 0.9), "peak_rss_growth": ("<=", 1.1),
+         "query_p50_ms": ("<=", 50.0), "batched_qps": (">=", 100.0)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Settings:
+    videos: int  # ReST-shaped videos (synth.generate, cached in --work)
+    minutes: float  # length of each
+    queries_per_minute: float  # synth.generate's query density (5 -> 153 queries per 30-min video)
+    baseline_per_cell: int  # baseline queries measured per type x window; the others are scaled from them
+    latency_per_kind: int  # single queries timed per type for p50/p95 (0: all of the first video's)
+    lengths: tuple[float, ...]  # constant-memory video lengths in seconds
+    long_size: int  # frame side of the constant-memory videos (1 fps, moving content)
+    sampler_tokens: int  # m = k of the sampler step
+    sampler_methods: tuple[str, ...]  # top-k variants of the sampler step ("hard": no relaxation)
+    sampler_steps: int  # timed steps per variant
+    sampler_attention_dropout: bool  # also one "chunked" step with the preset's attention dropout (~17 GB)
+
+
+SETTINGS = {
+    "full": Settings(2, 30.0, 5.0, 4, 0, (600.0, 3600.0, 36000.0), 224, 5880,
+                     ("chunked", "softmax", "hard", "exact"), 2, True),
+    "quick": Settings(2, 30.0, 5.0, 1, 12, (600.0, 3600.0), 224, 5880, ("chunked", "softmax", "hard"), 1, False),
+    "smallest": Settings(2, 0.5, 30.0, 1, 3, (20.0, 60.0, 180.0), 64, 49, ("chunked", "softmax", "hard"), 1, True),
+}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _amp(device: str):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+
+
+def _timed(fn, *args, **kwargs):
+    """(fn's result, wall seconds), synchronising the GPU if there is one."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
+    sync()
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    sync()
+    return out, time.perf_counter() - t0
+
+
+def _status_mb(key: str, pid: int | str = "self") -> float:
+    """VmRSS / VmHWM of a process in MiB (0 once it has gone); pid "meminfo": a /proc/meminfo field."""
+    with contextlib.suppress(OSError):
+        path = "/proc/meminfo" if pid == "meminfo" else f"/proc/{pid}/status"
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    out = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for kid in map(int, (task / "children").read_text().split()):
+                    out += [kid, *_descendants(kid)]
+    return out
+
+
+class Every(threading.Thread):
+    """Calls fn() now and every `period` seconds in a daemon thread, until stop()."""
+
+    def __init__(self, period: float, fn):
+        super().__init__(daemon=True)
+        self.period, self.fn, self.done = period, fn, threading.Event()
+        self.start()
+
+    def run(self):
+        while True:
+            self.fn()
+            if self.done.wait(self.period):
+                return
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
+def _reset_peak() -> None:
+    """Hand freed heap back to the OS and restart VmHWM from the current RSS (Linux clear_refs 5)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _label(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds / 60:g}min" if seconds >= 60 else f"{seconds:g}s"
+
+
+def machine() -> dict:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next(
+        (x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), platform.processor()
+    )
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}  # fmt: skip
+
+
+def machine_load() -> dict:
+    """What else was running: the load average and the busiest other processes (ps)."""
+    out: dict = {"loadavg": Path("/proc/loadavg").read_text().split()[:3], "busy": []}
+    with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError, IndexError):
+        ps = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True,
+                            timeout=10).stdout.splitlines()[1:]  # fmt: skip
+        out["busy"] = [p[:110] for p in ps if int(p.split()[0]) != os.getpid() and float(p.split()[1]) >= 10][
+            :4
+        ]
+    return out
+
+
+def _prefetch(it, depth: int):
+    """Iterate `it` in a thread, up to `depth` items ahead (PyAV releases the GIL while decoding)."""
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    end = object()
+
+    def work():
+        try:
+            for x in it:
+                box.put(x)
+            box.put(end)
+        except BaseException as e:  # re-raised in the consumer
+            box.put(e)
+
+    threading.Thread(target=work, daemon=True).start()
+    while (x := box.get()) is not end:
+        if isinstance(x, BaseException):
+            raise x
+        yield x
+
+
+def _spread(items: list, n: int) -> list:
+    """n items evenly spaced over the list (a cell lists the first video's queries, then the second's)."""
+    return (
+        list(items) if n >= len(items) else [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
+    )
+
+
+# ------------------------------------------------------------------------------------------ the baseline
+def window_clips(model, path, start: float, end: float, *, clips_per_batch: int = 1):
+    """The baseline's input at its true cost: the window decoded at the memory fps (a thread prefetches),
+    the backbone per T-frame clip (several clips per batch on a GPU). Yields (times (t,), tokens (t, p, d))."""
+    c = model.config
+    size = (c.image_size, c.image_size)
+    frames = _prefetch(iter_frames(path, c.memory_fps, size, start_s=start, end_s=end), 2 * c.clip_len)
+    while batch := list(itertools.islice(frames, c.clip_len * clips_per_batch)):
+        times = torch.tensor([t for t, _ in batch], dtype=torch.float32)
+        tokens = model.embed_frames(torch.from_numpy(np.stack([f for _, f in batch])))
+        for s in range(0, len(batch), c.clip_len):
+            yield times[s : s + c.clip_len], tokens[s : s + c.clip_len]
+
+
+@torch.inference_mode()
+def baseline_query(model, path, query):
+    per = 8 if model.device.type == "cuda" else 1
+    return baseline_answer(
+        model, query, window_clips(model, path, query.start, query.end, clips_per_batch=per)
+    )
+
+
+# ------------------------------------------------------------------------------------------------ parts
+def workload(work: Path, s: Settings, progress: bool) -> ReSTData:
+    """The ReST-shaped videos and queries, generated once into `work` and reused."""
+    from longvmnet.data.synth import generate
+
+    root = work / f"rest_{s.videos}x{s.minutes:g}min_q{s.queries_per_minute:g}"
+    if not (root / "benchmark.json").is_file():
+        generate(root, videos=s.videos, minutes=s.minutes, seed=0, progress=progress,
+                 queries_per_minute=s.queries_per_minute)  # fmt: skip
+    return ReSTData(root)
+
+
+@torch.inference_mode()
+def _warm_up(model, queries: list) -> None:
+    """One clip through stage 1 and one query of each kind, so one-time setup is not timed."""
+    c = model.config
+    frames = torch.randint(0, 255, (c.clip_len, c.image_size, c.image_size, 3), dtype=torch.uint8)
+    memory, _ = scan(model, [(torch.arange(c.clip_len) / c.memory_fps, model.embed_frames(frames))], 1e4)
+    one = {q.kind: q for q in queries}
+    answer(model, to_memory(memory, MemoryMeta(duration_s=1e4)), list(one.values()))
+
+
+def _cells(fn, keys) -> dict:
+    """{type: {window: fn([(type, window)]), "all": fn(all windows of the type)}} over the keys present."""
+    out = {t: {w: fn([(t, w)]) for w in WINDOWS if (t, w) in keys} for t in TYPES}
+    for t in TYPES:
+        out[t]["all"] = fn([(t, w) for w in WINDOWS if (t, w) in keys])
+    return out
+
+
+def speed_vs_baseline(model, data: ReSTData, s: Settings, progress: bool) -> dict:
+    """Part 1 (keys starting with "_" carry the memories and videos on to parts 2 and 4)."""
+    videos = [v for v in data.split("all") if v.queries][: s.videos]
+    cells: dict[tuple[str, str], list] = defaultdict(list)  # (type, window) -> [(video, query)]
+    stage1, frames, memories = {}, {}, {}
+    for v in videos:
+        bar = tqdm(total=int(v.duration), unit="frame", desc=f"stage 1 {v.id}", disable=not progress)
+        memory, stage1[v.id] = _timed(
+            build_memory, model, v.path, progress=lambda n, _, b=bar: b.update(n - b.n)
+        )
+        bar.close()
+        frames[v.id], memories[v.id] = memory.meta.frames_seen, memory
+        for q in v.queries:
+            cells[(q["type"], q["window"])].append((v, to_query(q, data)))
+    stage2, share, base = defaultdict(float), defaultdict(float), {}
+    for key, items in tqdm(sorted(cells.items()), desc="stage 2 per type x window", disable=not progress):
+        for v in videos:
+            if qs := [q for vv, q in items if vv is v]:
+                stage2[key] += _timed(answer, model, memories[v.id], qs)[1]
+                share[key] += stage1[v.id] * len(qs) / len(v.queries)
+    picks = [
+        (key, v, q) for key, items in sorted(cells.items()) for v, q in _spread(items, s.baseline_per_cell)
+    ]
+    costs = defaultdict(list)
+    for key, v, q in tqdm(picks, desc="baseline (per query, decoded video)", disable=not progress):
+        costs[key].append(_timed(baseline_query, model, v.path, q)[1])
+    for key, items in cells.items():
+        base[key] = float(np.mean(costs[key])) * len(items)
+    total = lambda d: lambda keys: sum(d[k] for k in keys)
+    r4 = lambda f: lambda keys: round(f(keys), 4)
+    return {
+        "stage1_s": {"per_video": {k: round(x, 3) for k, x in stage1.items()}, "total": round(sum(stage1.values()), 3),
+                     "frames": sum(frames.values()), "fps": round(sum(frames.values()) / sum(stage1.values()), 1)},
+        "stage2_s": _cells(r4(total(stage2)), cells),
+        "stage1_share_s": _cells(r4(total(share)), cells),
+        "baseline_s": _cells(r4(total(base)), cells),
+        "speedup": _cells(r4(lambda k: total(base)(k) / (total(stage2)(k) + total(share)(k))), cells),
+        "speedup_without_stage1": _cells(r4(lambda k: total(base)(k) / total(stage2)(k)), cells),
+        "queries": _cells(lambda keys: sum(len(cells[k]) for k in keys), cells),
+        "baseline_measured": _cells(lambda keys: sum(len(costs[k]) for k in keys), cells),
+        "_memories": memories, "_videos": videos, "_stage1": stage1, "_frames": frames,
+    }  # fmt: skip
+
+
+@torch.inference_mode()
+def stage1_efficiency(model, video, stage1_s: float, frames_seen: int) -> dict:
+    """Part 2: stage 1 fps over the backbone's fps on the same frames, decoded beforehand, same batch (T);
+    plus the sampler (projected tokens -> memory) and decoding alone, which explain the ratio."""
+    c = model.config
+    clips, decode_s = _timed(
+        lambda: list(iter_clips(video.path, c.memory_fps, c.clip_len, (c.image_size,) * 2))
+    )
+    backbone_s, tokens = 0.0, []
+    for clip in clips:
+        feats, dt = _timed(model.backbone, torch.from_numpy(clip.frames))
+        backbone_s += dt
+        tokens.append(model.proj(feats))
+    sampler_s = _timed(scan, model, zip((torch.from_numpy(k.times) for k in clips), tokens), video.duration)[
+        1
+    ]
+    n = sum(len(k.times) for k in clips)
+    return {"stage1_backbone_ratio": round(backbone_s / n * frames_seen / stage1_s, 3),
+            "stage1_fps": round(frames_seen / stage1_s, 1), "backbone_fps": round(n / backbone_s, 1),
+            "sampler_fps": round(n / sampler_s, 1), "decode_fps": round(n / decode_s, 1),
+            "ratio_bound_with_decoding_hidden": round(backbone_s / (backbone_s + sampler_s), 3)}  # fmt: skip
+
+
+def query_latency(model, memory, queries: list, per_kind: int, progress: bool) -> dict:
+    """Part 4: single-query p50/p95 per type (and median per window), throughput of batched queries."""
+    p50, p95, by_window, qps = {}, {}, {}, {}
+    windows = {id(q): q.end - q.start for q in queries}
+    for kind in TYPES:
+        qs = [q for q in queries if q.kind == kind]
+        picked = _spread(qs, per_kind) if per_kind else qs
+        ms = [
+            1e3 * _timed(answer, model, memory, [q])[1]
+            for q in tqdm(picked, desc=f"latency {kind}", disable=not progress)
+        ]
+        p50[kind], p95[kind] = round(float(np.percentile(ms, 50)), 1), round(float(np.percentile(ms, 95)), 1)
+        by_window[kind] = {
+            f"{windows[id(q)]:g}s": round(x, 1)
+            for q, x in sorted(zip(picked, ms), key=lambda a: windows[id(a[0])])
+        }
+        qps[kind] = (len(qs), _timed(answer, model, memory, qs)[1])
+    qps["all"] = (
+        sum(n for n, _ in qps.values()),
+        sum(t for _, t in qps.values()),
+    )  # answer() batches by kind
+    return {"query_p50_ms": p50, "query_p95_ms": p95, "query_ms_by_window": by_window,
+            "batched_qps": {k: round(n / t, 1) for k, (n, t) in qps.items()}}  # fmt: skip
+
+
+def _moving_frames(n: int, size: int):
+    """Cheap long-video content: a gradient with a square moving on a Lissajous path."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    bg = np.stack([xx * 255 // size, yy * 255 // size, np.full_like(xx, 96)], -1).astype(np.uint8)
+    box = max(4, size // 8)
+    for i in range(n):
+        f = bg.copy()
+        x, y = (int((np.sin(i * a) * 0.45 + 0.5) * (size - box)) for a in (0.05, 0.031))
+        f[y : y + box, x : x + box] = (255, (7 * i) % 256, 0)
+        yield f
+
+
+def _child(*args: str) -> dict:
+    """Run a part in a fresh interpreter. `-c`, not `-m`: the decoder's spawned child then re-imports no main
+    module and stays torch-free, as in normal use."""
+    code = f"from longvmnet.bench import _main; _main({list(args)!r})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=6 * 3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench subprocess {args[0]} failed: {out.stderr.strip()[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def constant_memory(source: str, work: Path, s: Settings, progress: bool) -> dict:
+    """Part 3: stage 1 on videos of growing length (1 fps), each in a fresh subprocess."""
+    runs = {}
+    for seconds in tqdm(s.lengths, desc="constant memory (stage 1 per length)", disable=not progress):
+        path = work / "long" / f"moving_{_label(seconds)}_{s.long_size}px.mp4"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frames = tqdm(_moving_frames(int(seconds), s.long_size), total=int(seconds), leave=False,
+                          desc=f"writing {path.name}", disable=not progress)  # fmt: skip
+            write_video(path, frames, 1.0, keyframe_interval=10)
+        runs[_label(seconds)] = _child("stage1", source, str(path)) | {"video_s": seconds}
+    first, last = runs[_label(s.lengths[0])], runs[_label(s.lengths[-1])]
+    return {"peak_rss_mb": {k: r["peak_mb"] for k, r in runs.items()},
+            "stage1_s_per_video_hour": {k: round(r["seconds"] * 3600 / r["video_s"], 1) for k, r in runs.items()},
+            "peak_rss_growth": round(last["peak_mb"] / first["peak_mb"], 3), "constant_memory_runs": runs}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- subprocess entry points
+def _stage1_child(source: str, video: str) -> dict:
+    """Stage 1 with the peaks of this process and of its children (the decoder, multiprocessing's tracker),
+    whose VmHWM is polled every 20 ms: a reaped child's ru_maxrss is no use, it counts the parent's pages
+    copied at fork. tree_max_mb: the largest simultaneous RSS of the whole process tree."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(source or None, device=device)
+    hwm, tree = {}, [0.0]
+
+    def poll():
+        kids = _descendants(os.getpid())
+        for k in kids:
+            hwm[k] = max(hwm.get(k, 0.0), _status_mb("VmHWM", k))
+        tree[0] = max(tree[0], _status_mb("VmRSS") + sum(_status_mb("VmRSS", k) for k in kids))
+
+    poller = Every(0.02, poll)
+    with _amp(device):
+        memory, dt = _timed(build_memory, model, video)
+    poller.stop()
+    main, kids = _status_mb("VmHWM"), sum(hwm.values())
+    return {"seconds": round(dt, 2), "frames": memory.meta.frames_seen, "main_peak_mb": round(main, 1),
+            "children_peak_mb": round(kids, 1), "tree_max_mb": round(tree[0], 1), "peak_mb": round(main + kids, 1)}  # fmt: skip
+
+
+def _sampler_child(tokens: int, methods: str, steps: int, paper_dropout: int) -> dict:
+    """Part 5: NeuralSampler + top-k forward and backward at m = k = tokens, the paper preset's widths, batch 1.
+
+    The top-k variants run with attention dropout off (scaled_dot_product_attention then uses flash
+    attention on the CPU; the other dropouts stay at the preset's 0.2): with it on, PyTorch materialises the
+    (heads, n, n) attention matrix, which `with_attention_dropout` measures for "chunked" when memory allows.
+    "hard": top-k without relaxation; the kept tokens get gradients but the scores do not (the sampler is not
+    trained). peak_mb = VmHWM over the steps minus the RSS before them; topk_only: the top-k alone."""
+    c = preset("paper")
+    n = 2 * tokens
+    torch.manual_seed(0)
+
+    def sampler_with(attention_dropout: float) -> NeuralSampler:
+        net = NeuralSampler(d_model=c.d_model, n_heads=c.n_heads, ffn_dim=c.ffn_dim, layers=c.sampler_layers,
+                            dropout=c.dropout).train()  # fmt: skip
+        for layer in net.encoder.layers:
+            layer.self_attn.dropout = attention_dropout
+        return net
+
+    def step(net, x, k, method):
+        scores = net(x)
+        if method == "hard":
+            idx, weight = scores.topk(k, dim=-1).indices.sort(dim=-1).values, torch.ones(1, k)
+        else:
+            idx, weight = relaxed_topk(
+                scores, k, temperature=1.0, noise=True, method=method, steps=c.topk_steps
+            )
+        kept = x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1])) * weight[..., None]
+        kept.square().mean().backward()  # a stand-in for the query losses downstream of the memory
+
+    def measure(fn, repeats: int) -> tuple[float, float]:
+        _reset_peak()
+        before = _status_mb("VmRSS")
+        secs = [_timed(fn)[1] for _ in range(repeats)]
+        return float(np.median(secs)), _status_mb("VmHWM") - before
+
+    def topk_only(scores, method):
+        if method == "hard":
+            return scores.topk(tokens)
+        relaxed_topk(scores, tokens, method=method, steps=c.topk_steps)[1].sum().backward()
+
+    net = sampler_with(0.0)
+    step(
+        net, torch.randn(1, 64, c.d_model, requires_grad=True), 32, "chunked"
+    )  # warm-up: thread pools, kernels
+    out: dict = {"tokens_m_k": tokens, "d_model": c.d_model, "candidates": n, "attention_dropout": 0.0}
+    for method in methods.split(","):
+        x = torch.randn(1, n, c.d_model, requires_grad=True)
+        secs, peak = measure(lambda m=method, x=x: step(net, x, tokens, m), steps)
+        scores = torch.randn(1, n, requires_grad=True)
+        topk_s, topk_peak = measure(lambda m=method, s=scores: topk_only(s, m), 1)
+        out[method] = {"step_s": round(secs, 3), "peak_mb": round(peak, 1), "topk_only_ms": round(1e3 * topk_s, 2),
+                       "topk_only_peak_mb": round(topk_peak, 1)}  # fmt: skip
+    if paper_dropout:
+        need_mb = 4 * c.n_heads * n * n * 4 / 2**20  # attention matrix, its dropout mask, softmax, gradient
+        if _status_mb("MemAvailable", "meminfo") < 1.15 * need_mb:
+            out["with_attention_dropout"] = {"skipped": f"needs about {need_mb:.0f} MB"}
+        else:
+            x = torch.randn(1, n, c.d_model, requires_grad=True)
+            secs, peak = measure(lambda: step(sampler_with(c.dropout), x, tokens, "chunked"), 1)
+            out["with_attention_dropout"] = {"chunked": {"step_s": round(secs, 3), "peak_mb": round(peak, 1)}}
+    return out
+
+
+def _main(argv: list[str]) -> None:
+    parts = {
+        "stage1": lambda a: _stage1_child(a[0], a[1]),
+        "sampler": lambda a: _sampler_child(int(a[0]), a[1], int(a[2]), int(a[3])),
+    }
+    print(json.dumps(parts[argv[0]](argv[1:])))
+
+
+# ------------------------------------------------------------------------------------------------- run
+def run_bench(checkpoint=None, *, quick: bool = False, smallest: bool = False, work="runs/bench",
+              progress: bool = True) -> dict:  # fmt: skip
+    """All five parts. -> JSON-ready dict with the keys speedup, stage1_s, stage2_s, baseline_s,
+    stage1_backbone_ratio, peak_rss_mb, query_p50_ms, query_p95_ms, batched_qps, sampler_step, goals, notes,
+    machine, load_at_start/end and the details behind them."""
+    mode = "smallest" if smallest else "quick" if quick else "full"
+    s, work = SETTINGS[mode], Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(checkpoint, device=device)
+    r: dict = {"mode": mode, "machine": machine(), "checkpoint": model.name, "settings": asdict(s),
+               "load_at_start": machine_load()}  # fmt: skip
+    data = workload(work, s, progress)
+    if missing := set(data.activities) - set(model.config.activities):
+        raise ValueError(f"The checkpoint does not know the benchmark's activities {sorted(missing)}.")
+    busy: dict[str, int] = {}  # other processes at >= 10% CPU (ps every 20 s) -> samples
+
+    def watch():
+        mine = {str(p) for p in _descendants(os.getpid())}
+        for line in machine_load()["busy"]:
+            if line.split()[0] not in mine:
+                cmd = " ".join(line.split()[3:])[:90]
+                busy[cmd] = busy.get(cmd, 0) + 1
+
+    start, monitor = time.perf_counter(), Every(20, watch)
+    with _amp(device):
+        v0 = [v for v in data.split("all") if v.queries][0]
+        queries = [to_query(q, data) for q in v0.queries]
+        _warm_up(model, queries)
+        part1 = speed_vs_baseline(model, data, s, progress)
+        r.update({k: v for k, v in part1.items() if not k.startswith("_")})
+        r.update(stage1_efficiency(model, v0, part1["_stage1"][v0.id], part1["_frames"][v0.id]))
+        r.update(query_latency(model, part1["_memories"][v0.id], queries, s.latency_per_kind, progress))
+    r.update(constant_memory(str(checkpoint or ""), work, s, progress))
+    with tqdm(total=1, desc=f"sampler step m=k={s.sampler_tokens}", disable=not progress) as bar:
+        args = (
+            s.sampler_tokens,
+            ",".join(s.sampler_methods),
+            s.sampler_steps,
+            int(s.sampler_attention_dropout),
+        )
+        r["sampler_step"] = _child("sampler", *map(str, args))  # fmt: skip
+        bar.update(1)
+    monitor.stop()
+    r.update(wall_s=round(time.perf_counter() - start, 1), busy_during=busy, load_at_end=machine_load())
+    r["goals"] = goals(r)
+    r["notes"] = [
+        "speedup = baseline time of all queries of a type/window / (Long-VMNet stage 2 time of those queries + "
+        "their share of stage 1); stage 1 of a video is split evenly over all its queries.",
+        f"baseline: measured on {s.baseline_per_cell} query(ies) per type x window (baseline_measured), spread over "
+        "the videos, and scaled by the number of queries; it decodes each window at the memory fps (prefetched "
+        "in a thread), runs the backbone per T-frame clip and the encoder-decoder per clip.",
+        "stage 2: answer() on each video's queries of a type/window (batched by kind, 32 at most); stage 1: "
+        "build_memory, decoding in a child process 4 clips ahead.",
+        "peak_rss_mb: stage-1 subprocess VmHWM + the VmHWM of its children (decoder, multiprocessing tracker) "
+        "polled every 20 ms: the sum of the peaks, at least the simultaneous total (tree_max_mb).",
+        "query latency: answer() on one query (crop backbone included) over the first video's queries; "
+        "batched_qps: answer() on all of that video's queries of a type ('all': every type, batched by kind).",
+        "sampler_step: one forward+backward at the paper's sizes, batch 1, on the CPU, attention dropout off "
+        "(flash attention); 'hard' = top-k without relaxation (no gradient reaches the scores); "
+        "with_attention_dropout: the preset's dropout 0.2 in the attention too (PyTorch then materialises the "
+        "attention matrix).",
+        "busy_during: other processes seen at >= 10% CPU (ps, every 20 s) while the benchmark ran -> samples.",
+    ]  # fmt: skip
+    return r
+
+
+def goals(r: dict) -> dict:
+    values = {"activity_speedup": min(r["speedup"]["activity"][w] for w in WINDOWS if w in r["speedup"]["activity"]),
+              "stage1_backbone_ratio": r["stage1_backbone_ratio"], "peak_rss_growth": r["peak_rss_growth"],
+              "query_p50_ms": max(r["query_p50_ms"].values()), "batched_qps": r["batched_qps"]["all"]}  # fmt: skip
+    met = lambda v, op, g: v >= g if op == ">=" else v <= g
+    return {k: {"value": v, "goal": f"{GOALS[k][0]} {GOALS[k][1]:g}", "met": bool(met(v, *GOALS[k]))}
+            for k, v in values.items()}  # fmt: skip
+
+
+def format_bench(r: dict) -> str:
+    m, s1, ss = r["machine"], r["stage1_s"], r["sampler_step"]
+    gpu = f", {m['gpu']}" if m["gpu"] else ""
+    out = [f"longvmnet bench ({r['mode']}): {m['cpu']}, {m['cores']} cores, torch {m['torch']}{gpu}; {r['checkpoint']}",
+           f"1. stage 1: {s1['total']:.1f} s for {len(s1['per_video'])} videos ({s1['frames']} frames, {s1['fps']:.0f}/s)"]  # fmt: skip
+    for name, key, fmt in (("queries", "queries", "d"), ("baseline measured", "baseline_measured", "d"),
+                           ("speedup with stage 1", "speedup", ".1f"), ("speedup, stage 2 only", "speedup_without_stage1", ".0f"),
+                           ("baseline s (scaled)", "baseline_s", ".1f"), ("stage 2 s", "stage2_s", ".2f")):  # fmt: skip
+        out.append(f"   {name:<23}" + "".join(f"{w:>9}" for w in COLUMNS))
+        out += [f"     {t:<21}" + "".join(format(r[key][t][w], fmt).rjust(9) for w in COLUMNS) for t in TYPES]
+    out.append(f"2. stage 1 / backbone frames per s: {r['stage1_backbone_ratio']:.2f} ({r['stage1_fps']:.0f} vs "
+               f"{r['backbone_fps']:.0f}; sampler alone {r['sampler_fps']:.0f}, decoding alone {r['decode_fps']:.0f}; "
+               f"bound with decoding hidden {r['ratio_bound_with_decoding_hidden']:.2f})")  # fmt: skip
+    out.append("3. stage 1 peak RSS, s per video hour: " + ", ".join(
+        f"{k} {r['peak_rss_mb'][k]:.0f} MB, {r['stage1_s_per_video_hour'][k]:.0f} s" for k in r["peak_rss_mb"])
+        + f" (peak growth {r['peak_rss_growth']:.3f}x)")  # fmt: skip
+    out.append("4. query latency p50/p95 ms: " + ", ".join(f"{k} {r['query_p50_ms'][k]:.0f}/{r['query_p95_ms'][k]:.0f}" for k in TYPES)
+               + "; batched q/s: " + ", ".join(f"{k} {v:.1f}" for k, v in r["batched_qps"].items()))  # fmt: skip
+    steps = {k: v for k, v in ss.items() if isinstance(v, dict) and "step_s" in v}
+    drop = ss.get("with_attention_dropout", {})
+    out.append(f"5. sampler step m=k={ss['tokens_m_k']} (d={ss['d_model']}, attention dropout off): " + ", ".join(
+        f"{k} {v['step_s']:.2f} s, {v['peak_mb']:.0f} MB (top-k alone {v['topk_only_ms']:.0f} ms)" for k, v in steps.items())
+        + "".join(f"; with attention dropout: {k} {v['step_s']:.1f} s, {v['peak_mb']:.0f} MB" for k, v in drop.items()
+                  if isinstance(v, dict)))  # fmt: skip
+    out.append("goals: " + "; ".join(f"{k} {g['value']:g} ({g['goal']}) {'met' if g['met'] else 'MISSED'}"
+                                     for k, g in r["goals"].items()))  # fmt: skip
+    busy = "; ".join(f"{cmd} ({n} samples)" for cmd, n in r.get("busy_during", {}).items())
+    out.append(f"other processes >= 10% CPU during the run: {busy or 'none'}; wall {r['wall_s']:.0f} s")
+    return "\n".join(out)

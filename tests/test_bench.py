@@ -1,0 +1,54 @@
+"""The speed benchmark: its smallest setting through the CLI (keys and sane values, no timing goals), and the
+baseline's decoded windows matching the frames stage 1 and the feature cache see."""
+
+import json
+
+import numpy as np
+import pytest
+
+from longvmnet import cli
+from longvmnet.bench import TYPES, window_clips
+from longvmnet.data.features import FeatureCache
+from longvmnet.data.rest import ReSTData
+from longvmnet.evaluate import WINDOWS
+from longvmnet.hub import load_model
+
+
+def test_bench_smallest_through_cli(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--smallest", "--checkpoint", str(tiny_checkpoint), "--work", str(tmp_path / "work")]
+    assert cli.main([*args, "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    for key in ("speedup", "stage1_s", "stage2_s", "baseline_s", "stage1_backbone_ratio", "peak_rss_mb",
+                "query_p50_ms", "query_p95_ms", "batched_qps", "sampler_step", "goals", "notes", "machine"):  # fmt: skip
+        assert key in r, key
+    for table in ("speedup", "speedup_without_stage1", "stage2_s", "baseline_s", "stage1_share_s"):
+        for t in TYPES:
+            assert set(r[table][t]) == {*WINDOWS, "all"} and all(v > 0 for v in r[table][t].values()), table
+    assert sum(r["queries"][t]["all"] for t in TYPES) >= 2 * 9  # 2 videos x 3 types x 3 windows
+    assert r["stage1_s"]["total"] > 0 and r["stage1_s"]["frames"] >= 2 * 29
+    assert 0 < r["stage1_backbone_ratio"] < 10 and r["backbone_fps"] > 0 and r["sampler_fps"] > 0
+    assert list(r["peak_rss_mb"]) == ["20s", "1min", "3min"]
+    assert all(50 < mb < 20_000 for mb in r["peak_rss_mb"].values())
+    assert all(run["frames"] >= run["video_s"] - 1 for run in r["constant_memory_runs"].values())
+    assert 0.5 < r["peak_rss_growth"] < 2
+    for t in TYPES:
+        assert 0 < r["query_p50_ms"][t] <= r["query_p95_ms"][t] and r["batched_qps"][t] > 0
+    for method in ("chunked", "softmax", "hard"):
+        step = r["sampler_step"][method]
+        assert step["step_s"] > 0 and step["peak_mb"] >= 0
+    assert all(isinstance(g["met"], bool) for g in r["goals"].values())
+    printed = capsys.readouterr()
+    assert "speedup with stage 1" in printed.err and json.loads(printed.out)["mode"] == "smallest"
+
+
+@pytest.mark.parametrize("start,end", [(0.0, 20.0), (13.0, 41.0)])
+def test_baseline_window_decodes_the_cached_frames(tiny_benchmark, tiny_checkpoint, tmp_path, start, end):
+    model = load_model(tiny_checkpoint)
+    video = ReSTData(tiny_benchmark).split("all")[0]
+    feats = FeatureCache(tmp_path, model).video(video.path)
+    clips = list(window_clips(model, video.path, start, end))
+    times = np.concatenate([t.numpy() for t, _ in clips])
+    cached = feats.times[(feats.times >= start - 1e-3) & (feats.times <= end + 1e-3)]
+    np.testing.assert_allclose(times, cached, atol=1e-3)
+    assert all(len(t) <= model.config.clip_len and tok.shape[:2] == (len(t), 16) for t, tok in clips)
