@@ -218,7 +218,7 @@ def answer(
         )
         for idx in _batches(todo, batch_size, max_time_queries):
             batch = [queries[i] for i in idx]
-            grid = collate(batch, fps, c.activity_max_queries if kind == "activity" else 0)
+            grid = collate(batch, fps, max_len)
             mem = {k: v.expand(len(batch), *v.shape[1:]) for k, v in mem1.items()}
             obj = crop_tokens(model, [q.crop for q in batch]) if kind in ("activity", "time") else None
             act = (
