@@ -200,6 +200,4 @@ measures both on raw video.
 then `longvmnet evaluate --checkpoint checkpoints/longvmnet-synth --data runs/recipe/data --split test`.
 """
     (work / "MODEL_CARD.md").write_text(card)
-    if (work / "memory_sweep.png").exists():
-        (work / "memory_sweep.png").replace(work / "memory_sweep.png")
     return work / "MODEL_CARD.md"
