@@ -30,6 +30,9 @@ class ModelConfig:
     dec_layers: int = 2
     sampler_layers: int = 1  # transformer encoder layers inside the neural sampler
     dropout: float = 0.2
+    attn_dropout: float | None = (
+        None  # dropout on attention weights (None: `dropout`); 0 keeps flash attention
+    )
     decoder_chunk: int = 256  # decoder self-attention runs within chunks of this many time queries
     activity_max_queries: int = 0  # >0: activity queries decode at most this many evenly spaced times
     # --- memory and clips ---
@@ -43,6 +46,9 @@ class ModelConfig:
     topk: str = "chunked"  # relaxed top-k: "exact" (Xie & Ermon, k softmaxes), "chunked", "softmax"
     topk_steps: int = 16  # softmax steps of the "chunked" relaxation
     selection: str = "neural"  # what writes memory: "neural" sampler, "random" tokens, "uniform" whole frames
+    # --- decoder ---
+    query_condition: bool = False  # time queries start from the encoded query inputs (crop, activity) (ours)
+    time_bias: bool = False  # time-local cross-attention: per-head bias -slope_h * |t_query - t_token| (ours)
     # --- query fusion ---
     fusion: str = "paper"  # "paper": memory frames x object tokens element-wise; "pooled": x pooled object
     # --- task ---
@@ -77,6 +83,8 @@ PRESETS: dict[str, ModelConfig] = {
         dec_layers=2,
         sampler_layers=1,
         dropout=0.1,
+        attn_dropout=0.0,
+        time_bias=True,
         clip_len=16,
         memory_frames=16,
         activity_max_queries=120,
@@ -97,6 +105,7 @@ PRESETS: dict[str, ModelConfig] = {
         dec_layers=1,
         sampler_layers=1,
         dropout=0.0,
+        time_bias=True,
         decoder_chunk=32,
         clip_len=4,
         memory_frames=4,

@@ -87,6 +87,15 @@ class LongVMNet(
         self.heads = nn.ModuleDict(
             {"activity": ActivityHead(d, len(c.activities)), "object": ObjectHead(d), "time": TimeHead(d)}
         )
+        if c.attn_dropout is not None:  # attention-weight dropout apart from the other dropout
+            for module in self.modules():
+                if isinstance(module, nn.MultiheadAttention):
+                    module.dropout = c.attn_dropout
+        if c.time_bias:  # per-head slopes (per second) from local to nearly global, learnt through softplus
+            slopes = torch.logspace(0, -3, c.n_heads)
+            self.time_slope = nn.Parameter(slopes.expm1().log())
+        if c.query_condition:
+            self.query_cond = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
         self.temperature = 1.0  # Gumbel top-k temperature, annealed by training (not saved)
         self._fingerprint: str | None = None
 
@@ -207,19 +216,46 @@ class LongVMNet(
         with sdpa_attention():
             return self.encoder(torch.cat(parts, 1))
 
-    def decode(self, enc: torch.Tensor, times: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    def time_bias(self, times: torch.Tensor, key_times: torch.Tensor) -> torch.Tensor:
+        """Cross-attention bias -slope_h * |t_query - t_key| in seconds; keys without a time (NaN) get 0.
+
+        times (b, l), key_times (b, n)  ->  (b * heads, l, n), the layout of nn.MultiheadAttention's attn_mask
+        """
+        dt = (times.to(self.device)[:, :, None] - key_times.to(self.device)[:, None, :]).abs().nan_to_num(0.0)
+        bias = -F.softplus(self.time_slope)[None, :, None, None] * dt[:, None]
+        return rearrange(bias, "b h l n -> (b h) l n")
+
+    def decode(
+        self,
+        enc: torch.Tensor,
+        times: torch.Tensor,
+        mask: torch.Tensor,
+        kind: str,
+        key_times: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Temporal-encoding queries cross-attend the encoder output, self-attending within chunks.
 
-        enc (b, n, d), times (b, l), mask (b, l) True = real query  ->  (b, l, d)
+        enc (b, n, d), times (b, l), mask (b, l) True = real query, key_times (b, n) seconds of the encoder
+        tokens (NaN: no time), used by the time-local bias when the config has it; cond (b, d) is added to
+        every time query (the query's own inputs, when the config conditions queries)  ->  (b, l, d)
         """
         b, length = times.shape
         chunk = min(self.config.decoder_chunk, length)
         pad = (-length) % chunk
         tgt = self.time_pe(times) + self.kind_embed.weight[KINDS.index(kind)]
+        if cond is not None:
+            tgt = tgt + cond[:, None]
         valid = mask.to(self.device)
         if pad:
             tgt = F.pad(tgt, (0, 0, 0, pad))
             valid = F.pad(valid, (0, pad), value=False)
+            times = F.pad(times.to(self.device), (0, pad), mode="replicate")
+        bias = None
+        if self.config.time_bias:
+            if key_times is None:
+                raise ValueError("A time-biased decoder needs the times of the encoder tokens (key_times).")
+            bias = self.time_bias(times, key_times).to(tgt.dtype)
         valid = rearrange(valid, "b (n c) -> (b n) c", c=chunk)
         valid = valid | ~valid.any(1, keepdim=True)  # a chunk of padding only attends to itself (no NaN)
         # nn.TransformerDecoder's layers (norm_first) step by step: self-attention within chunks, but every
@@ -231,7 +267,7 @@ class LongVMNet(
                 xc = rearrange(x, "b (n c) d -> (b n) c d", c=chunk)
                 xc = xc + layer._sa_block(layer.norm1(xc), None, ~valid)
                 x = rearrange(xc, "(b n) c d -> b (n c) d", b=b)
-                x = x + layer._mha_block(layer.norm2(x), enc, None, None)
+                x = x + layer._mha_block(layer.norm2(x), enc, bias, None)
                 x = x + layer._ff_block(layer.norm3(x))
         return self.decoder.norm(x)[:, :length]
 
@@ -257,7 +293,12 @@ class LongVMNet(
             raise ValueError(f"A {kind} query takes {'an object crop' if needs_object else 'no crop'} and "
                              f"{'an activity' if needs_activity else 'no activity'}.")  # fmt: skip
         enc = self.encode(memory, object_tokens=object_tokens, activity=activity)
-        h = self.decode(enc, times, mask, kind)
+        mem_times = memory["times"].to(self.device, torch.float32)
+        extra = mem_times.new_full((mem_times.shape[0], enc.shape[1] - mem_times.shape[1]), float("nan"))
+        cond = None
+        if self.config.query_condition:  # the encoded crop and/or activity tokens, pooled
+            cond = self.query_cond(enc[:, mem_times.shape[1] :].mean(1))
+        h = self.decode(enc, times, mask, kind, key_times=torch.cat([mem_times, extra], 1), cond=cond)
         return self.heads[kind](h, mask.to(self.device))
 
     # ------------------------------------------------------------------ identity

@@ -23,7 +23,16 @@ import torch
 from tqdm import tqdm
 
 from longvmnet.data.features import FeatureCache, VideoFeatures
-from longvmnet.data.rest import ReSTData, VideoItem, frames_in, gt_span, query_grid, targets, video_batches
+from longvmnet.data.rest import (
+    ReSTData,
+    VideoItem,
+    frames_in,
+    gt_span,
+    query_grid,
+    targets,
+    token_relevance,
+    video_batches,
+)
 from longvmnet.losses import Criterion
 from longvmnet.model import LongVMNet
 
@@ -41,6 +50,9 @@ class TrainConfig:
     clip_focus: float = 0.75  # probability that a query's training clip overlaps its answer
     object_window: int = 256  # decoder times per object query in training (one decoder chunk)
     token_dropout: float = 0.1  # drop backbone token channels (stands in for frame augmentations)
+    sampler_aux: float = (
+        1.0  # weight of the sampler's auxiliary target: keep tokens that show activities (0 = off)
+    )
     method: str = "longvmnet"  # or "baseline": no memory, the query's own clip only
     max_steps: int = 0  # stop early after this many steps in total (0: all epochs)
     save_every: int = 50  # steps between resumable states
@@ -86,11 +98,15 @@ class Trainer:
         self.log: list[dict] = []
         self.feats: dict[str, VideoFeatures] = {}
         self.crops: dict[str, torch.Tensor] = {}
+        self.relevance: dict[str, np.ndarray] = {}  # video -> (frames, p) tokens that show an activity
 
     # ------------------------------------------------------------------ data
     def prepare(self, progress: bool = True) -> None:
         for v in tqdm(self.videos, desc="caching features", disable=not progress):
             self.feats[v.id] = self.cache.video(v.path)
+            self.relevance[v.id] = token_relevance(
+                v.annotations, np.asarray(self.feats[v.id].times), self.model.config.grid
+            )
             for q in v.queries:
                 if "crop" in q and q["crop"] not in self.crops:
                     self.crops[q["crop"]] = torch.from_numpy(
@@ -130,7 +146,7 @@ class Trainer:
             cpos = np.tile(np.arange(p), t_len)
             raw, t = self._raw(video.id, cf, cpos)
             clip_raw.append(raw), clip_t.append(t), clip_pos.append(torch.from_numpy(cpos)), clip_f.append(cf)
-        g = c.grid
+        g, aux = c.grid, None
         clip = {"tokens": self._tokens(torch.stack(clip_raw)), "times": torch.stack(clip_t),
                 "rows": torch.stack(clip_pos) // g, "cols": torch.stack(clip_pos) % g}  # fmt: skip
         if cfg.method == "baseline":
@@ -141,10 +157,16 @@ class Trainer:
                    "rows": torch.stack(mem_pos) // g, "cols": torch.stack(mem_pos) % g}  # fmt: skip
             memory = model.write_memory(mem, clip)
             idx = memory["idx"].numpy()
+            relevant = []
             for i, (video, _) in enumerate(batch):
                 cand_f = np.concatenate([mem_f[i], clip_f[i]])
                 cand_p = np.concatenate([bank[video.id][1], clip_pos[i].numpy()])
+                relevant.append(torch.from_numpy(self.relevance[video.id][cand_f, cand_p]))
                 bank[video.id] = (cand_f[idx[i]], cand_p[idx[i]])
+            if cfg.sampler_aux > 0 and c.selection == "neural":  # the sampler scores activity tokens higher
+                aux = torch.nn.functional.binary_cross_entropy_with_logits(
+                    memory["scores"], torch.stack(relevant).float()
+                )
             spans = None
         # the current query and the last p queries of each video, all answered from the new memory
         items = []
@@ -170,8 +192,10 @@ class Trainer:
             n += len(rows)
             for key, v in terms.items():
                 terms_log[key] += float(v.detach()) * len(rows)
-        if losses:  # the baseline may have no target in a step (its clips miss every time query's answer)
-            total = sum(losses) / n
+        if aux is not None:
+            terms_log["sampler_aux"] = float(aux.detach()) * max(n, 1)
+        if losses or aux is not None:  # the baseline may have no target (its clip misses every answer)
+            total = (sum(losses) / n if losses else 0.0) + (cfg.sampler_aux * aux if aux is not None else 0.0)
             self.opt.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -81,7 +81,11 @@ def test_recipe_smallest_setting(tmp_path):
         "uniform_frames",
         "sweep_2",
         "sweep_4",
+        "fresh_all",
+        "bundled",
     } <= set(results)
+    assert results["fresh_all"]["split"] == "all" and results["fresh_all"]["videos"] >= 1
     card = (tmp_path / "ckpt" / "README.md").read_text()
     assert card.startswith("---\nlicense: apache-2.0") and "| Long-VMNet |" in card
+    assert "| Long-VMNet, fresh benchmark" in card and "trained with random token selection" in card
     assert load_model(tmp_path / "ckpt").config.grid == 4

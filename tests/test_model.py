@@ -151,3 +151,49 @@ def test_fusions(fusion):
     out = m(random_memory(m), "activity", times, mask, object_tokens=obj)
     out2 = m(random_memory(m), "activity", times, mask, object_tokens=obj * 2)
     assert not torch.allclose(out["activity_logits"], out2["activity_logits"])
+
+
+def test_time_bias_makes_the_decoder_look_near_its_times():
+    """With steep slopes, a time query's answer ignores memory tokens far from its time; without the bias
+    (the paper's decoder) it does not."""
+    torch.manual_seed(0)
+    near_only = LongVMNet(preset("tiny")).eval()
+    with torch.no_grad():
+        near_only.time_slope.fill_(50.0)  # softplus(50) = 50 per second: tokens 1 s away are ignored
+    paper = LongVMNet(preset("tiny", time_bias=False)).eval()
+    paper.load_state_dict({k: v for k, v in near_only.state_dict().items() if k != "time_slope"})
+    memory = random_memory(near_only, b=1)
+    memory["times"] = torch.linspace(0, 60, memory["times"].shape[1])[None]
+    times, mask = torch.tensor([[5.0, 6.0]]), torch.ones(1, 2, dtype=torch.bool)
+    far = dict(memory, tokens=memory["tokens"].clone())
+    far["tokens"][:, memory["times"][0] > 30] += 5.0  # change only tokens more than 24 s away
+    for m in (near_only, paper):
+        with torch.no_grad():
+            # the object kind's decoder reads the encoder output; compare at the decoder (encoder mixes all)
+            enc = m.encode(memory, activity=torch.tensor([0]))
+            enc_far = enc.clone()
+            enc_far[:, : memory["times"].shape[1]][:, memory["times"][0] > 30] += 5.0
+            key_times = torch.cat([memory["times"], torch.full((1, 1), float("nan"))], 1)
+            a = m.decode(enc, times, mask, "object", key_times=key_times)
+            b = m.decode(enc_far, times, mask, "object", key_times=key_times)
+        if m is near_only:
+            assert torch.allclose(a, b, atol=1e-5)
+        else:
+            assert not torch.allclose(a, b, atol=1e-3)
+    with pytest.raises(ValueError, match="key_times"):
+        near_only.decode(enc, times, mask, "object")
+
+
+def test_attention_dropout_is_separate_from_dropout():
+    m = LongVMNet(preset("tiny", dropout=0.3, attn_dropout=0.0))
+    attn = [x for x in m.modules() if isinstance(x, torch.nn.MultiheadAttention)]
+    drop = [
+        x
+        for part in (m.sampler, m.encoder, m.decoder)
+        for x in part.modules()
+        if isinstance(x, torch.nn.Dropout)
+    ]
+    assert attn and all(x.dropout == 0.0 for x in attn)
+    assert drop and all(x.p == 0.3 for x in drop)
+    assert all(x.dropout == 0.3 for x in LongVMNet(preset("tiny", dropout=0.3)).modules()
+               if isinstance(x, torch.nn.MultiheadAttention))  # fmt: skip

@@ -3,6 +3,7 @@
 import random
 from collections import defaultdict
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,38 @@ def test_baseline_trains(tiny_benchmark, tmp_path):
     tr = make_trainer(tiny_benchmark, tmp_path, method="baseline", continual=0, max_steps=3, epochs=100)
     log = tr.run(progress=False)
     assert len(log) == 3 and all(e["loss"] == e["loss"] for e in log)
+
+
+def test_token_relevance_marks_the_acting_object_and_hand_during_segments():
+    from longvmnet.data.rest import token_relevance
+
+    n = 10 * 5  # 10 s at 5 fps
+    box = [0.0, 0.0, 0.45, 0.45]  # the top-left 2 x 2 patches of a 4 x 4 grid
+    ann = {
+        "fps": 5,
+        "objects": {"cup": {"boxes": [box] * n}, "pan": {"boxes": [[0.5, 0.5, 1.0, 1.0]] * n}},
+        "actor": {"boxes": [None] * 15 + [[0.76, 0.0, 0.99, 0.2]] * (n - 15)},
+        "segments": [{"activity": "stir", "object": "cup", "start": 2.0, "end": 4.0}],
+    }
+    rel = token_relevance(ann, times=np.arange(10.0), grid=4).reshape(10, 4, 4)
+    assert not rel[[0, 1, 5, 6, 7, 8, 9]].any()  # outside the segment: nothing, the pan never counts
+    assert rel[2, :2, :2].all() and rel[2].sum() == 4  # at 2 s: the cup only (no hand yet)
+    assert rel[3, :2, :2].all() and rel[3, 0, 3] and rel[3].sum() == 5  # at 3 s: the cup and the hand
+
+
+def test_sampler_target_is_trained_only_with_a_neural_sampler(tiny_benchmark, tmp_path):
+    for name, cfg, selection, expected in (
+        ("on", {}, "neural", True),
+        ("off", {"sampler_aux": 0.0}, "neural", False),
+        ("random", {}, "random", False),
+    ):
+        tr = make_trainer(tiny_benchmark, tmp_path / name, **cfg)
+        tr.model.config.selection = selection
+        tr.prepare(progress=False)
+        tr.model.train()
+        assert any(r.any() for r in tr.relevance.values())  # the tiny videos have activities to keep
+        batch = next(video_batches(tr.videos, 2, random.Random(0)))
+        logs = tr.train_step(batch, {}, defaultdict(list), random.Random(0))
+        assert ("sampler_aux" in logs) == expected
+        if expected:
+            assert logs["sampler_aux"] > 0

@@ -118,3 +118,26 @@ def frames_in(times: np.ndarray, start: float, end: float) -> tuple[int, int]:
     a = int(np.searchsorted(times, start - 1e-3, side="left"))
     b = int(np.searchsorted(times, end + 1e-3, side="right"))
     return a, max(a + 1, b)
+
+
+def token_relevance(annotation: dict, times: np.ndarray, grid: int) -> np.ndarray:
+    """Which backbone tokens show an activity: (frames, grid * grid) bool for frames at `times` (seconds).
+
+    A token counts when its frame lies inside an activity segment and its patch centre lies inside that
+    segment's object box or a hand box (boxes grown by half a patch). The sampler's auxiliary target.
+    """
+    fps, objects = annotation["fps"], annotation["objects"]
+    hands = [boxes for key, boxes in annotation.get("actor", {}).items() if key.startswith("boxes")]
+    centres = (np.arange(grid) + 0.5) / grid
+    xs, ys = (a.reshape(-1) for a in np.meshgrid(centres, centres))  # row-major, as the backbone's tokens
+    pad = 0.5 / grid
+    out = np.zeros((len(times), grid * grid), dtype=bool)
+    for seg in annotation["segments"]:
+        for i in np.flatnonzero((times >= seg["start"]) & (times <= seg["end"])):
+            f = int(round(times[i] * fps))
+            for boxes in [objects[seg["object"]]["boxes"], *hands]:
+                box = boxes[f] if f < len(boxes) else None
+                if box is not None:
+                    x1, y1, x2, y2 = box
+                    out[i] |= (xs >= x1 - pad) & (xs < x2 + pad) & (ys >= y1 - pad) & (ys < y2 + pad)
+    return out
