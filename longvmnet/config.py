@@ -47,7 +47,6 @@ class ModelConfig:
     topk_steps: int = 16  # softmax steps of the "chunked" relaxation
     selection: str = "neural"  # what writes memory: "neural" sampler, "random" tokens, "uniform" whole frames
     # --- decoder ---
-    query_condition: bool = False  # time queries start from the encoded query inputs (crop, activity) (ours)
     time_bias: bool = False  # time-local cross-attention: per-head bias -slope_h * |t_query - t_token| (ours)
     # --- query fusion ---
     fusion: str = "paper"  # "paper": memory frames x object tokens element-wise; "pooled": x pooled object

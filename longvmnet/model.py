@@ -94,8 +94,6 @@ class LongVMNet(
         if c.time_bias:  # per-head slopes (per second) from local to nearly global, learnt through softplus
             slopes = torch.logspace(0, -3, c.n_heads)
             self.time_slope = nn.Parameter(slopes.expm1().log())
-        if c.query_condition:
-            self.query_cond = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, d))
         self.temperature = 1.0  # Gumbel top-k temperature, annealed by training (not saved)
         self._fingerprint: str | None = None
 
@@ -232,20 +230,16 @@ class LongVMNet(
         mask: torch.Tensor,
         kind: str,
         key_times: torch.Tensor | None = None,
-        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Temporal-encoding queries cross-attend the encoder output, self-attending within chunks.
 
         enc (b, n, d), times (b, l), mask (b, l) True = real query, key_times (b, n) seconds of the encoder
-        tokens (NaN: no time), used by the time-local bias when the config has it; cond (b, d) is added to
-        every time query (the query's own inputs, when the config conditions queries)  ->  (b, l, d)
+        tokens (NaN: no time), used by the time-local bias when the config has it  ->  (b, l, d)
         """
         b, length = times.shape
         chunk = min(self.config.decoder_chunk, length)
         pad = (-length) % chunk
         tgt = self.time_pe(times) + self.kind_embed.weight[KINDS.index(kind)]
-        if cond is not None:
-            tgt = tgt + cond[:, None]
         valid = mask.to(self.device)
         if pad:
             tgt = F.pad(tgt, (0, 0, 0, pad))
@@ -295,10 +289,7 @@ class LongVMNet(
         enc = self.encode(memory, object_tokens=object_tokens, activity=activity)
         mem_times = memory["times"].to(self.device, torch.float32)
         extra = mem_times.new_full((mem_times.shape[0], enc.shape[1] - mem_times.shape[1]), float("nan"))
-        cond = None
-        if self.config.query_condition:  # the encoded crop and/or activity tokens, pooled
-            cond = self.query_cond(enc[:, mem_times.shape[1] :].mean(1))
-        h = self.decode(enc, times, mask, kind, key_times=torch.cat([mem_times, extra], 1), cond=cond)
+        h = self.decode(enc, times, mask, kind, key_times=torch.cat([mem_times, extra], 1))
         return self.heads[kind](h, mask.to(self.device))
 
     # ------------------------------------------------------------------ identity
