@@ -4,7 +4,9 @@ The paper's recipe (NOTES §1): frozen backbone; batches never hold two queries 
 every epoch; the online continual loss over the last p queries of the video; Gumbel temperature annealed
 1.5 -> 1.0; separate learning rates for the sampler and the rest; dropout. Backbone tokens come from the
 feature cache, so the memory is kept as provenance (frame index, token position) and re-projected each step.
-Frame-level augmentations cannot apply to cached tokens; token dropout stands in for them.
+Frame-level augmentations cannot apply to cached tokens; token dropout stands in for them. Ours, beside the
+paper's end-to-end gradient: an auxiliary target on the sampler's scores (`sampler_aux`), the tokens whose
+frame lies in an activity segment and whose patch shows its object or the hand (`rest.token_relevance`).
 
 Letters: b batch (videos), m memory, k clip tokens, p tokens per frame, c backbone channels.
 """
@@ -50,9 +52,7 @@ class TrainConfig:
     clip_focus: float = 0.75  # probability that a query's training clip overlaps its answer
     object_window: int = 256  # decoder times per object query in training (one decoder chunk)
     token_dropout: float = 0.1  # drop backbone token channels (stands in for frame augmentations)
-    sampler_aux: float = (
-        1.0  # weight of the sampler's auxiliary target: keep tokens that show activities (0 = off)
-    )
+    sampler_aux: float = 1.0  # weight of the sampler's target: keep tokens showing activities (0 = off)
     method: str = "longvmnet"  # or "baseline": no memory, the query's own clip only
     max_steps: int = 0  # stop early after this many steps in total (0: all epochs)
     save_every: int = 50  # steps between resumable states
