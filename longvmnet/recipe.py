@@ -131,15 +131,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     bundle = work / ("bundled" if args.bundle_steps > args.steps and "longvmnet" in variants else "longvmnet")
 
-    @stage(f"train the bundled model on to {args.bundle_steps} steps", bundle / "model.safetensors")
-    def train_bundled():  # resumes the same-budget Long-VMNet run, the temperature already annealed
-        if not (bundle / "train_state").exists():
-            shutil.copytree(work / "longvmnet" / "train_state", bundle / "train_state")
-        model = LongVMNet(config)
-        cfg = TrainConfig(max_steps=args.bundle_steps, epochs=10**6, seed=args.seed, temp_start=1.0)
-        Trainer(model, data, cache, cfg, bundle).run()
-
     if bundle.name == "bundled":
+
+        @stage(f"train the bundled model on to {args.bundle_steps} steps", bundle / "model.safetensors")
+        def train_bundled():  # resumes the same-budget Long-VMNet run, the temperature already annealed
+            if not (bundle / "train_state").exists():
+                shutil.copytree(work / "longvmnet" / "train_state", bundle / "train_state")
+            model = LongVMNet(config)
+            cfg = TrainConfig(max_steps=args.bundle_steps, epochs=10**6, seed=args.seed, temp_start=1.0)
+            Trainer(model, data, cache, cfg, bundle).run()
+
         train_bundled()
     results_path = work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
