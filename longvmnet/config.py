@@ -48,6 +48,7 @@ class ModelConfig:
     selection: str = "neural"  # what writes memory: "neural" sampler, "random" tokens, "uniform" whole frames
     # --- decoder ---
     time_bias: bool = False  # time-local cross-attention: per-head bias -slope_h * |t_query - t_token| (ours)
+    pointer: bool = False  # object and time heads read query-matched memory tokens near each time (ours)
     # --- query fusion ---
     fusion: str = "paper"  # "paper": memory frames x object tokens element-wise; "pooled": x pooled object
     # --- task ---
@@ -105,6 +106,7 @@ PRESETS: dict[str, ModelConfig] = {
         sampler_layers=1,
         dropout=0.0,
         time_bias=True,
+        pointer=True,
         decoder_chunk=32,
         clip_len=4,
         memory_frames=4,

@@ -58,7 +58,7 @@ def memory_from_cache(model, cache: FeatureCache, video: VideoItem):
     feats = cache.video(video.path)
     t_len = model.config.clip_len
     stream = (
-        (torch.from_numpy(feats.times[s : s + t_len]), model.project(torch.from_numpy(np.asarray(feats.tokens[s : s + t_len]))))
+        (torch.from_numpy(np.array(feats.times[s : s + t_len])), model.project(torch.from_numpy(np.asarray(feats.tokens[s : s + t_len]))))
         for s in range(0, len(feats.times), t_len)
     )  # fmt: skip
     memory, seen = scan(model, stream, video.duration)

@@ -1,5 +1,8 @@
 """Query-specific one-layer heads over the decoder's per-time outputs.
 
+With the pointer (`ModelConfig.pointer`, ours) the object and time heads also read `LongVMNet.localise`'s
+evidence: how strongly memory tokens near each time match the query, and where those tokens lie.
+
 Letters: b batch, l time queries, d model width, c activity classes.
 """
 
@@ -18,37 +21,64 @@ class ActivityHead(nn.Module):
         super().__init__()
         self.fc = nn.Linear(d_model, num_classes)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, ev: dict | None = None) -> dict[str, torch.Tensor]:
         w = mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * w).sum(1) / w.sum(1).clamp(min=1.0)
         return {"activity_logits": self.fc(pooled)}
 
 
 class ObjectHead(nn.Module):
-    """A normalised (cx, cy, w, h) box and a presence logit per time query. (b, l, d) -> (b, l, 4), (b, l)"""
+    """A normalised (cx, cy, w, h) box and a presence logit per time query. (b, l, d) -> (b, l, 4), (b, l)
 
-    def __init__(self, d_model: int):
+    With evidence, the box centre is the pointed-at tokens' patch centre moved by at most one patch, and
+    the presence logit adds the evidence."""
+
+    def __init__(self, d_model: int, grid: int = 7):
         super().__init__()
         self.fc = nn.Linear(d_model, 5)
+        self.grid = grid
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, ev: dict | None = None) -> dict[str, torch.Tensor]:
         out = self.fc(h)
-        return {
-            "boxes": out[..., :4].sigmoid(),
-            "presence_logits": out[..., 4].masked_fill(~mask, NEG),
-        }
+        presence = out[..., 4]
+        if ev is None:
+            boxes = out[..., :4].sigmoid()
+        else:
+            centre = (ev["centre"] + out[..., :2].tanh() / self.grid).clamp(0, 1)
+            boxes = torch.cat([centre, out[..., 2:4].sigmoid()], -1)
+            presence = presence + ev["evidence"]
+        return {"boxes": boxes, "presence_logits": presence.masked_fill(~mask, NEG)}
 
 
 class TimeHead(nn.Module):
-    """Start and end scores over the time queries of the range. (b, l, d) -> (b, l), (b, l)"""
+    """Start and end scores over the time queries of the range. (b, l, d) -> (b, l), (b, l)
 
-    def __init__(self, d_model: int):
+    With evidence, each score also weighs the evidence a few time queries before and after (an edge
+    detector), and the evidence itself is returned as `inside_logits` (trained to mark the answer)."""
+
+    SHIFTS = (-3, -1, 0, 1, 3)  # in time queries
+
+    def __init__(self, d_model: int, pointer: bool = False):
         super().__init__()
         self.start = nn.Linear(d_model, 1)
         self.end = nn.Linear(d_model, 1)
+        if pointer:
+            self.start_ev = nn.Linear(len(self.SHIFTS), 1)
+            self.end_ev = nn.Linear(len(self.SHIFTS), 1)
 
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {
-            "start_logits": self.start(h).squeeze(-1).masked_fill(~mask, NEG),
-            "end_logits": self.end(h).squeeze(-1).masked_fill(~mask, NEG),
-        }
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, ev: dict | None = None) -> dict[str, torch.Tensor]:
+        start, end = self.start(h).squeeze(-1), self.end(h).squeeze(-1)
+        out = {}
+        if ev is not None:
+            e = ev["evidence"]  # shifted within each row's real time queries (padding never leaks in)
+            last = (mask.sum(1, keepdim=True) - 1).clamp(min=0)
+            idx = torch.arange(e.shape[1], device=e.device)[None]
+            shifted = torch.stack(
+                [e.gather(1, torch.minimum((idx + k).clamp(min=0), last)) for k in self.SHIFTS], -1
+            )
+            start = start + self.start_ev(shifted).squeeze(-1)
+            end = end + self.end_ev(shifted).squeeze(-1)
+            out["inside_logits"] = e.masked_fill(~mask, NEG)
+        out["start_logits"] = start.masked_fill(~mask, NEG)
+        out["end_logits"] = end.masked_fill(~mask, NEG)
+        return out

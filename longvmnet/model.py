@@ -7,7 +7,8 @@ Model outputs are dicts with fixed keys:
   activity: activity_logits (b, c)
   object:   boxes (b, l, 4) normalised cxcywh, presence_logits (b, l)
   time:     start_logits (b, l), end_logits (b, l)
-Padded time queries carry heads.NEG logits.
+With the pointer (config.pointer) object and time outputs add token_logits (b, m), how well each memory
+token matches the query, and time outputs add inside_logits (b, l). Padded time queries carry heads.NEG.
 """
 
 from __future__ import annotations
@@ -85,8 +86,14 @@ class LongVMNet(
         self.role_embed = nn.Embedding(3, d)  # encoder input roles: memory, object, activity
         self.kind_embed = nn.Embedding(len(KINDS), d)  # which query type the decoder answers
         self.heads = nn.ModuleDict(
-            {"activity": ActivityHead(d, len(c.activities)), "object": ObjectHead(d), "time": TimeHead(d)}
-        )
+            {"activity": ActivityHead(d, len(c.activities)), "object": ObjectHead(d, c.grid),
+             "time": TimeHead(d, c.pointer)}
+        )  # fmt: skip
+        if c.pointer:  # query-matched memory tokens, read near each time query (`localise`)
+            self.match_in = nn.Linear(d, d)
+            self.match_q = nn.Linear(d, d)
+            self.match_out = nn.Linear(d, 1)
+            self.point_slope = nn.Parameter(torch.tensor(0.2).expm1().log())  # softplus -> 0.2 per second
         if c.attn_dropout is not None:  # attention-weight dropout apart from the other dropout
             for module in self.modules():
                 if isinstance(module, nn.MultiheadAttention):
@@ -290,7 +297,37 @@ class LongVMNet(
         mem_times = memory["times"].to(self.device, torch.float32)
         extra = mem_times.new_full((mem_times.shape[0], enc.shape[1] - mem_times.shape[1]), float("nan"))
         h = self.decode(enc, times, mask, kind, key_times=torch.cat([mem_times, extra], 1))
-        return self.heads[kind](h, mask.to(self.device))
+        ev = None
+        if self.config.pointer and kind != "activity":
+            m = mem_times.shape[1]
+            ev = self.localise(enc[:, :m], enc[:, m:], memory, times)
+        out = self.heads[kind](h, mask.to(self.device), ev)
+        if ev is not None:
+            out["token_logits"] = ev["token_logits"]
+        return out
+
+    def localise(
+        self, enc_mem: torch.Tensor, enc_query: torch.Tensor, memory: MemoryTensors, times: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """How well each memory token matches the query, and the evidence near each time query.
+
+        enc_mem (b, m, d) and enc_query (b, q, d): encoder outputs of the memory and of the query's crop /
+        activity tokens; memory times / rows / cols (b, m); times (b, l) seconds. A time query weighs the
+        tokens by w = softmax(-slope * |t - t_token|) and reads
+          evidence (b, l) = log sum_j w_j exp(match_j)    (high when matching tokens lie near t)
+          centre (b, l, 2) = sum_j softmax(log w + match)_j * (x, y) of token j's patch centre
+        -> {"token_logits": (b, m), "evidence": (b, l), "centre": (b, l, 2)}
+        """
+        g = self.config.grid
+        match = self.match_in(enc_mem) + self.match_q(enc_query.mean(1)).unsqueeze(1)
+        match = self.match_out(F.gelu(match)).squeeze(-1)
+        dt = (
+            times.to(self.device)[:, :, None] - memory["times"].to(self.device, torch.float32)[:, None]
+        ).abs()
+        logits = (-F.softplus(self.point_slope) * dt).log_softmax(-1) + match[:, None]
+        xy = torch.stack([memory["cols"], memory["rows"]], -1).to(self.device, torch.float32)
+        centre = logits.softmax(-1) @ ((xy + 0.5) / g)
+        return {"token_logits": match, "evidence": logits.logsumexp(-1), "centre": centre}
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:

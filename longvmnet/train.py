@@ -7,6 +7,8 @@ feature cache, so the memory is kept as provenance (frame index, token position)
 Frame-level augmentations cannot apply to cached tokens; token dropout stands in for them. Ours, beside the
 paper's end-to-end gradient: an auxiliary target on the sampler's scores (`sampler_aux`), the tokens whose
 frame lies in an activity segment and whose patch shows its object or the hand (`rest.token_relevance`).
+Opt-in (`scan_share`, off by default): a share of the queries is answered from a memory built by a full scan
+of its video with the current sampler, as at inference, rather than right after its clip was written.
 
 Letters: b batch (videos), m memory, k clip tokens, p tokens per frame, c backbone channels.
 """
@@ -31,10 +33,12 @@ from longvmnet.data.rest import (
     frames_in,
     gt_span,
     query_grid,
+    query_token_targets,
     targets,
     token_relevance,
     video_batches,
 )
+from longvmnet.evaluate import memory_from_cache
 from longvmnet.losses import Criterion
 from longvmnet.model import LongVMNet
 
@@ -53,6 +57,8 @@ class TrainConfig:
     object_window: int = 256  # decoder times per object query in training (one decoder chunk)
     token_dropout: float = 0.1  # drop backbone token channels (stands in for frame augmentations)
     sampler_aux: float = 1.0  # weight of the sampler's target: keep tokens showing activities (0 = off)
+    scan_share: float = 0.0  # share of queries answered from a full-scan memory, as at inference (ours)
+    scan_every: int = 100  # steps between rescans of the training videos with the current sampler
     method: str = "longvmnet"  # or "baseline": no memory, the query's own clip only
     max_steps: int = 0  # stop early after this many steps in total (0: all epochs)
     save_every: int = 50  # steps between resumable states
@@ -99,6 +105,8 @@ class Trainer:
         self.feats: dict[str, VideoFeatures] = {}
         self.crops: dict[str, torch.Tensor] = {}
         self.relevance: dict[str, np.ndarray] = {}  # video -> (frames, p) tokens that show an activity
+        self.scans: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # video -> full-scan memory (frames, pos)
+        self.scanned_at = -1  # step of the last rescan
 
     # ------------------------------------------------------------------ data
     def prepare(self, progress: bool = True) -> None:
@@ -112,6 +120,20 @@ class Trainer:
                     self.crops[q["crop"]] = torch.from_numpy(
                         self.cache.crop(self.data.path(q["crop"])).astype(np.float32)
                     )
+
+    def rescan(self, progress: bool = False) -> None:
+        """Stage 1 over every training video with the current model (as at inference): memory provenance."""
+        was_training = self.model.training
+        g = self.model.config.grid
+        self.model.eval()
+        for v in tqdm(self.videos, desc="scanning memories", disable=not progress, leave=False):
+            mem = memory_from_cache(self.model, self.cache, v)
+            times = self.feats[v.id].times
+            frames = np.clip(np.searchsorted(times, mem.times.numpy() - 1e-3), 0, len(times) - 1)
+            self.scans[v.id] = (frames, (mem.rows * g + mem.cols).numpy())
+        self.scanned_at = self.step
+        self.model._fingerprint = None  # hashed by the scan; the weights change with the next step
+        self.model.train(was_training)
 
     def steps_per_epoch(self) -> int:
         return sum(1 for _ in video_batches(self.videos, self.cfg.batch_size, random.Random(0)))
@@ -151,6 +173,7 @@ class Trainer:
                 "rows": torch.stack(clip_pos) // g, "cols": torch.stack(clip_pos) % g}  # fmt: skip
         if cfg.method == "baseline":
             memory = clip
+            prov = [(clip_f[i], clip_pos[i].numpy()) for i in range(len(batch))]
             spans = [(float(t[0]), float(t[-1]) + 1.0 / c.memory_fps) for t in clip_t]
         else:
             mem = {"tokens": self._tokens(torch.stack(mem_raw)), "times": torch.stack(mem_t),
@@ -168,6 +191,9 @@ class Trainer:
                     memory["scores"], torch.stack(relevant).float()
                 )
             spans = None
+            prov = [bank[video.id] for video, _ in batch]  # (frames, patches) of each row's memory tokens
+            if cfg.scan_share > 0:
+                memory = self._mix_scans(memory, batch, rng, prov)
         # the current query and the last p queries of each video, all answered from the new memory
         items = []
         for i, (video, q) in enumerate(batch):
@@ -181,7 +207,7 @@ class Trainer:
             group = [(i, q) for i, q, _ in items if q["type"] == kind]
             if not group:
                 continue
-            inputs = self._inputs(kind, group, batch, spans)
+            inputs = self._inputs(kind, group, batch, spans, prov)
             if inputs is None:
                 continue
             rows, times, mask, obj, act, tgt = inputs
@@ -211,11 +237,32 @@ class Trainer:
             **{k: v / max(n, 1) for k, v in terms_log.items()},
         }
 
-    def _inputs(self, kind: str, group, batch, spans):
-        """Batched decoder times, masks, query inputs and targets for the queries of one kind."""
+    def _mix_scans(self, memory: dict, batch, rng: random.Random, prov: list) -> dict:
+        """Rows drawn with probability `scan_share` answer from their video's full-scan memory instead
+        (`prov`, each row's token provenance, is updated in place)."""
+        use = [rng.random() < self.cfg.scan_share and video.id in self.scans for video, _ in batch]
+        if not any(use):
+            return memory
+        g = self.model.config.grid
+        memory = dict(memory)
+        for key in ("tokens", "times", "rows", "cols"):
+            memory[key] = memory[key].clone()
+        for i, (video, _) in enumerate(batch):
+            if use[i]:
+                f, pos = prov[i] = self.scans[video.id]
+                raw, t = self._raw(video.id, f, pos)
+                memory["tokens"][i] = self._tokens(raw)
+                memory["times"][i] = t
+                memory["rows"][i] = torch.from_numpy(pos // g)
+                memory["cols"][i] = torch.from_numpy(pos % g)
+        return memory
+
+    def _inputs(self, kind: str, group, batch, spans, prov):
+        """Batched decoder times, masks, query inputs and targets for the queries of one kind.
+        `prov` holds each batch row's memory token provenance (frames, patches), for the pointer's target."""
         c, acts = self.model.config, self.data.activities
         fps = c.object_fps if kind == "object" else c.query_fps
-        rows, grids, tgts, crops, act = [], [], [], [], []
+        rows, grids, tgts, crops, act, tokens = [], [], [], [], [], []
         for i, q in group:
             lo, hi = (
                 (q["start"], q["end"])
@@ -240,6 +287,10 @@ class Trainer:
                 crops.append(self.crops[q["crop"]])
             if kind in ("object", "time"):
                 act.append(acts.index(q["activity"]))
+            if c.pointer and kind != "activity":
+                video, (f, pos) = batch[i][0], prov[i]
+                hits = query_token_targets(video.annotations, q, self.feats[video.id].times[f], pos, c.grid)
+                tokens.append(torch.from_numpy(hits))
         if not rows:
             return None
         length = max(len(g) for g in grids)
@@ -256,6 +307,8 @@ class Trainer:
                 ]
             tgt[key] = torch.stack(vals)
         tgt["mask"] = mask
+        if tokens:
+            tgt["tokens"] = torch.stack(tokens)
         obj = self.model.project(torch.stack(crops)) if crops else None
         return torch.tensor(rows), times, mask, obj, (torch.tensor(act) if act else None), tgt
 
@@ -290,6 +343,8 @@ class Trainer:
              "batch_in_epoch": self.batch_in_epoch,
              "bank": {k: (torch.from_numpy(f), torch.from_numpy(p)) for k, (f, p) in bank.items()},
              "history": {k: [q["id"] for q in v] for k, v in history.items()},
+             "scans": {k: (torch.from_numpy(f), torch.from_numpy(p)) for k, (f, p) in self.scans.items()},
+             "scanned_at": self.scanned_at,
              "log": json.dumps(self.log), "config": json.dumps(asdict(self.cfg))},
             state_dir / "trainer.pt.tmp",
         )  # fmt: skip
@@ -310,6 +365,8 @@ class Trainer:
         self.log = json.loads(st["log"])
         by_id = {q["id"]: q for v in self.videos for q in v.queries}
         bank = {k: (f.numpy(), p.numpy()) for k, (f, p) in st["bank"].items()}
+        self.scans = {k: (f.numpy(), p.numpy()) for k, (f, p) in st.get("scans", {}).items()}
+        self.scanned_at = st.get("scanned_at", -1)
         history = defaultdict(list, {k: [by_id[i] for i in ids] for k, ids in st["history"].items()})
         return bank, history
 
@@ -334,6 +391,9 @@ class Trainer:
                 self.model.temperature = (
                     self.cfg.temp_start + (self.cfg.temp_end - self.cfg.temp_start) * frac
                 )
+                if (self.cfg.method != "baseline" and self.cfg.scan_share > 0
+                        and (not self.scans or self.step - self.scanned_at >= self.cfg.scan_every)):  # fmt: skip
+                    self.rescan()
                 step_rng = random.Random(self.cfg.seed * 7919 + self.step)
                 random.seed(self.cfg.seed * 104729 + self.step)
                 logs = self.train_step(batches[b], bank, history, step_rng)

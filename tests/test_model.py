@@ -40,8 +40,16 @@ def query_inputs(model, kind, b=2, length=12):
     "kind,shapes",
     [
         ("activity", {"activity_logits": (2, 10)}),
-        ("object", {"boxes": (2, 12, 4), "presence_logits": (2, 12)}),
-        ("time", {"start_logits": (2, 12), "end_logits": (2, 12)}),
+        ("object", {"boxes": (2, 12, 4), "presence_logits": (2, 12), "token_logits": (2, 64)}),
+        (
+            "time",
+            {
+                "start_logits": (2, 12),
+                "end_logits": (2, 12),
+                "inside_logits": (2, 12),
+                "token_logits": (2, 64),
+            },
+        ),
     ],
 )
 def test_output_keys_and_shapes(model, kind, shapes):
@@ -197,3 +205,28 @@ def test_attention_dropout_is_separate_from_dropout():
     assert drop and all(x.p == 0.3 for x in drop)
     assert all(x.dropout == 0.3 for x in LongVMNet(preset("tiny", dropout=0.3)).modules()
                if isinstance(x, torch.nn.MultiheadAttention))  # fmt: skip
+
+
+def test_pointer_reads_matching_tokens_near_each_time():
+    torch.manual_seed(0)
+    model = LongVMNet(preset("tiny")).eval()
+    c = model.config
+    d, m = c.d_model, 8
+    with torch.no_grad():  # match_j = gelu(feature 0 of token j): token 5 matches, the others do not
+        for layer in (model.match_in, model.match_q, model.match_out):
+            layer.weight.zero_(), layer.bias.zero_()
+        model.match_in.weight.copy_(torch.eye(d))
+        model.match_out.weight[0, 0] = 1.0
+        enc = torch.zeros(1, m, d)
+        enc[0, 5, 0] = 6.0
+        memory = {"times": torch.arange(m).float()[None] * 10,  # tokens at 0, 10, ..., 70 s
+                  "rows": torch.arange(m)[None] % c.grid, "cols": torch.arange(m)[None] // 2}  # fmt: skip
+        ev = model.localise(enc, torch.zeros(1, 1, d), memory, torch.tensor([[0.0, 50.0, 70.0]]))
+    assert ev["token_logits"].argmax() == 5
+    assert ev["evidence"][0, 1] > ev["evidence"][0, 0] + 3 and ev["evidence"][0, 1] > ev["evidence"][0, 2]
+    x, y = (memory["cols"][0, 5] + 0.5) / c.grid, (memory["rows"][0, 5] + 0.5) / c.grid
+    assert torch.allclose(ev["centre"][0, 1], torch.tensor([x, y]), atol=0.02)  # the box sits on token 5
+
+
+def test_pointer_is_opt_in():
+    assert not preset("paper").pointer and not preset("synth").pointer and preset("tiny").pointer

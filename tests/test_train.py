@@ -59,18 +59,13 @@ def test_continual_loss_answers_past_queries(tiny_benchmark, tmp_path):
         assert bank[video.id][0].shape == (tr.model.config.memory_size,)
 
 
-def test_resume_continues_exactly(tiny_benchmark, tmp_path):
-    full = make_trainer(
-        tiny_benchmark, tmp_path / "full", max_steps=6, epochs=100, batch_size=2, save_every=2
-    )
+def test_resume_continues_exactly(tiny_benchmark, tmp_path):  # full-scan memories included (saved state)
+    run = {"epochs": 100, "batch_size": 2, "save_every": 2, "scan_share": 0.5, "scan_every": 3}
+    full = make_trainer(tiny_benchmark, tmp_path / "full", max_steps=6, **run)
     full_log = full.run(progress=False)
-    part = make_trainer(
-        tiny_benchmark, tmp_path / "part", max_steps=4, epochs=100, batch_size=2, save_every=2
-    )
+    part = make_trainer(tiny_benchmark, tmp_path / "part", max_steps=4, **run)
     part.run(progress=False)
-    resumed = make_trainer(
-        tiny_benchmark, tmp_path / "part", max_steps=6, epochs=100, batch_size=2, save_every=2
-    )
+    resumed = make_trainer(tiny_benchmark, tmp_path / "part", max_steps=6, **run)
     resumed_log = resumed.run(progress=False)
     assert [e["step"] for e in resumed_log] == [1, 2, 3, 4, 5, 6]
     assert [e["loss"] for e in resumed_log] == pytest.approx([e["loss"] for e in full_log], rel=1e-4)
@@ -118,3 +113,55 @@ def test_sampler_target_is_trained_only_with_a_neural_sampler(tiny_benchmark, tm
         assert ("sampler_aux" in logs) == expected
         if expected:
             assert logs["sampler_aux"] > 0
+
+
+def test_query_token_targets_mark_the_answer_object_and_hand_inside_the_answer():
+    from longvmnet.data.rest import query_token_targets
+
+    n = 10 * 5
+    ann = {
+        "fps": 5,
+        "objects": {
+            "cup": {"boxes": [[0.0, 0.0, 0.45, 0.45]] * n},
+            "pan": {"boxes": [[0.5, 0.5, 1.0, 1.0]] * n},
+        },
+        "actor": {"boxes": [[0.76, 0.0, 0.99, 0.2]] * n},
+    }
+    q = {"type": "time", "object": "cup", "answer": {"start": 2.0, "end": 4.0}}
+    times = np.array([1.0, 3.0, 3.0, 3.0, 3.0, 6.0])
+    pos = np.array([0, 0, 3, 15, 5, 0])  # 4 x 4 grid: cup at 0 and 5, hand at 3, pan at 15
+    hits = query_token_targets(ann, q, times, pos, grid=4)
+    assert hits.tolist() == [False, True, True, False, True, False]
+
+
+def test_pointer_targets_train_object_and_time_queries(tiny_benchmark, tmp_path):
+    tr = make_trainer(tiny_benchmark, tmp_path, continual=0)
+    tr.prepare(progress=False)
+    tr.model.train()
+    by_kind = {}
+    for video in tr.videos:
+        for q in video.queries:
+            by_kind.setdefault(q["type"], (video, q))
+    logs = tr.train_step([by_kind["time"]], {}, defaultdict(list), random.Random(0))
+    assert logs["pointer"] > 0 and logs["inside"] > 0
+    logs = tr.train_step([by_kind["object"]], {}, defaultdict(list), random.Random(0))
+    assert logs["pointer"] > 0 and "inside" not in logs
+    assert "pointer" not in tr.train_step([by_kind["activity"]], {}, defaultdict(list), random.Random(0))
+
+
+def test_scan_share_answers_from_the_full_scan_memory(tiny_benchmark, tmp_path):
+    tr = make_trainer(tiny_benchmark, tmp_path, scan_share=1.0)
+    tr.prepare(progress=False)
+    tr.rescan()
+    m = tr.model.config.memory_size
+    assert all(f.shape == (m,) and p.shape == (m,) for f, p in tr.scans.values())
+    video = tr.videos[0]
+    f, pos = tr.scans[video.id]
+    g = tr.model.config.grid
+    memory = {"tokens": torch.zeros(1, m, tr.model.config.d_model), "times": torch.full((1, m), -1.0),
+              "rows": torch.zeros(1, m, dtype=torch.long), "cols": torch.zeros(1, m, dtype=torch.long)}  # fmt: skip
+    prov = [(np.zeros(m, dtype=int), np.zeros(m, dtype=int))]
+    mixed = tr._mix_scans(memory, [(video, video.queries[0])], random.Random(0), prov)
+    assert torch.equal(mixed["times"][0], torch.from_numpy(tr.feats[video.id].times[f]).float())
+    assert torch.equal(mixed["rows"][0] * g + mixed["cols"][0], torch.from_numpy(pos))
+    assert prov[0][0] is f and (memory["times"] == -1).all()  # provenance follows; the input is untouched

@@ -83,9 +83,14 @@ def targets(q: dict, grid: torch.Tensor, activities: list[str], fps: float) -> d
                 boxes[i] = torch.tensor(b)
                 box_mask[i] = True
         return {"boxes": boxes, "box_mask": box_mask}
+    inside = (grid >= ans["start"] - 1e-6) & (grid < ans["end"])
     start = int((grid - ans["start"]).abs().argmin())
     end = int((grid + 1.0 / fps - ans["end"]).abs().argmin())
-    return {"start_idx": torch.tensor(start), "end_idx": torch.tensor(max(start, end))}
+    return {
+        "start_idx": torch.tensor(start),
+        "end_idx": torch.tensor(max(start, end)),
+        "inside": inside.float(),
+    }
 
 
 def gt_span(q: dict) -> tuple[float, float]:
@@ -120,24 +125,54 @@ def frames_in(times: np.ndarray, start: float, end: float) -> tuple[int, int]:
     return a, max(a + 1, b)
 
 
+def _patch_centres(grid: int) -> tuple[np.ndarray, np.ndarray]:
+    centres = (np.arange(grid) + 0.5) / grid
+    xs, ys = np.meshgrid(centres, centres)
+    return xs.reshape(-1), ys.reshape(-1)  # row-major, as the backbone's tokens
+
+
+def _on_boxes(box_lists: list, f: int, xs: np.ndarray, ys: np.ndarray, pad: float) -> np.ndarray:
+    """Which patch centres lie inside any of the boxes (grown by `pad`) at annotation frame f."""
+    hit = np.zeros(len(xs), dtype=bool)
+    for boxes in box_lists:
+        box = boxes[f] if f < len(boxes) else None
+        if box is not None:
+            x1, y1, x2, y2 = box
+            hit |= (xs >= x1 - pad) & (xs < x2 + pad) & (ys >= y1 - pad) & (ys < y2 + pad)
+    return hit
+
+
+def _hand_boxes(annotation: dict) -> list:
+    return [boxes for key, boxes in annotation.get("actor", {}).items() if key.startswith("boxes")]
+
+
 def token_relevance(annotation: dict, times: np.ndarray, grid: int) -> np.ndarray:
     """Which backbone tokens show an activity: (frames, grid * grid) bool for frames at `times` (seconds).
 
     A token counts when its frame lies inside an activity segment and its patch centre lies inside that
     segment's object box or a hand box (boxes grown by half a patch). The sampler's auxiliary target.
     """
-    fps, objects = annotation["fps"], annotation["objects"]
-    hands = [boxes for key, boxes in annotation.get("actor", {}).items() if key.startswith("boxes")]
-    centres = (np.arange(grid) + 0.5) / grid
-    xs, ys = (a.reshape(-1) for a in np.meshgrid(centres, centres))  # row-major, as the backbone's tokens
-    pad = 0.5 / grid
+    fps, objects, hands = annotation["fps"], annotation["objects"], _hand_boxes(annotation)
+    xs, ys = _patch_centres(grid)
     out = np.zeros((len(times), grid * grid), dtype=bool)
     for seg in annotation["segments"]:
         for i in np.flatnonzero((times >= seg["start"]) & (times <= seg["end"])):
             f = int(round(times[i] * fps))
-            for boxes in [objects[seg["object"]]["boxes"], *hands]:
-                box = boxes[f] if f < len(boxes) else None
-                if box is not None:
-                    x1, y1, x2, y2 = box
-                    out[i] |= (xs >= x1 - pad) & (xs < x2 + pad) & (ys >= y1 - pad) & (ys < y2 + pad)
+            out[i] |= _on_boxes([objects[seg["object"]]["boxes"], *hands], f, xs, ys, 0.5 / grid)
+    return out
+
+
+def query_token_targets(
+    annotation: dict, q: dict, times: np.ndarray, pos: np.ndarray, grid: int
+) -> np.ndarray:
+    """Which memory tokens answer an object or time query: (n,) bool for tokens at `times` (seconds) and
+    patch indices `pos`. A token counts when its time lies in the answer and its patch shows the query's
+    object or the hand (boxes grown by half a patch). The pointer's target."""
+    fps, ans = annotation["fps"], q["answer"]
+    boxes = [annotation["objects"][q["object"]]["boxes"], *_hand_boxes(annotation)]
+    xs, ys = _patch_centres(grid)
+    out = np.zeros(len(times), dtype=bool)
+    for i in np.flatnonzero((times >= ans["start"]) & (times <= ans["end"])):
+        out[i] = _on_boxes(boxes, int(round(times[i] * fps)), xs[pos[i] : pos[i] + 1], ys[pos[i] : pos[i] + 1],
+                           0.5 / grid)[0]  # fmt: skip
     return out
