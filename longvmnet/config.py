@@ -50,7 +50,9 @@ class ModelConfig:
     time_bias: bool = False  # time-local cross-attention: per-head bias -slope_h * |t_query - t_token| (ours)
     pointer: bool = False  # object and time heads read query-matched memory tokens near each time (ours)
     # --- query fusion ---
-    fusion: str = "paper"  # "paper": memory frames x object tokens element-wise; "pooled": x pooled object
+    # "paper": memory frames x object tokens element-wise; "pooled": x the mean object token; "centre": x the
+    # mean of the crop's middle tokens, plus a match channel (their cosine similarity x a learnt vector) (ours)
+    fusion: str = "paper"
     # --- task ---
     activities: list[str] = field(default_factory=lambda: list(SYNTH_ACTIVITIES))
 

@@ -116,7 +116,7 @@ def baseline_answers(
         for s in range(first, max(first + 1, last), c.clip_len):
             e = min(s + c.clip_len, len(feats.times))
             if s not in proj:
-                proj[s] = model.project(torch.from_numpy(np.asarray(feats.tokens[s:e])))
+                proj[s] = model.project(torch.from_numpy(np.array(feats.tokens[s:e])))
             yield torch.from_numpy(feats.times[s:e]), proj[s]
 
     answers = []

@@ -94,6 +94,8 @@ class LongVMNet(
             self.match_q = nn.Linear(d, d)
             self.match_out = nn.Linear(d, 1)
             self.point_slope = nn.Parameter(torch.tensor(0.2).expm1().log())  # softplus -> 0.2 per second
+        if c.fusion == "centre":  # the match channel: cosine(memory token, crop centre) x a learnt vector
+            self.match_embed = nn.Parameter(torch.randn(d))
         if c.attn_dropout is not None:  # attention-weight dropout apart from the other dropout
             for module in self.modules():
                 if isinstance(module, nn.MultiheadAttention):
@@ -203,13 +205,7 @@ class LongVMNet(
         parts = []
         if object_tokens is not None:
             obj = object_tokens.to(self.device)
-            if c.fusion == "paper":  # memory viewed as frames of p tokens, times the object's p tokens
-                mem = rearrange(mem, "b (f p) d -> b f p d", p=c.tokens_per_frame) * obj.unsqueeze(1)
-                mem = rearrange(mem, "b f p d -> b (f p) d")
-            elif c.fusion == "pooled":
-                mem = mem * obj.mean(1, keepdim=True)
-            else:
-                raise ValueError(f"Unknown fusion {c.fusion!r}; use paper or pooled.")
+            mem = self.fuse(mem, obj)
             rows, cols = self.grid_positions(1)
             obj_pe = spatial_encoding(rows, cols, c.d_model, c.grid)
             parts.append(obj + obj_pe + self.role_embed.weight[1])
@@ -220,6 +216,29 @@ class LongVMNet(
         assert all(p.shape[0] == b for p in parts)
         with sdpa_attention():
             return self.encoder(torch.cat(parts, 1))
+
+    def fuse(self, mem: torch.Tensor, obj: torch.Tensor) -> torch.Tensor:
+        """Memory tokens (b, m, d) fused with a query crop's tokens (b, p, d) as config.fusion says."""
+        c = self.config
+        if c.fusion == "paper":  # memory viewed as frames of p tokens, times the object's p tokens
+            mem = rearrange(mem, "b (f p) d -> b f p d", p=c.tokens_per_frame) * obj.unsqueeze(1)
+            return rearrange(mem, "b f p d -> b (f p) d")
+        if c.fusion == "pooled":
+            return mem * obj.mean(1, keepdim=True)
+        if c.fusion == "centre":
+            centre = self.crop_centre(obj)
+            match = F.cosine_similarity(mem, centre, dim=-1, eps=1e-6)
+            return mem * centre + match.unsqueeze(-1) * self.match_embed
+        raise ValueError(f"Unknown fusion {c.fusion!r}; use paper, pooled or centre.")
+
+    def crop_centre(self, object_tokens: torch.Tensor) -> torch.Tensor:
+        """The mean of a crop's tokens around the middle of its grid (3 x 3 of 7 x 7): a query crop is cut
+        around its object, and its outer tokens show the table and neighbours. (b, p, d) -> (b, 1, d)"""
+        g = self.config.grid
+        half = max(1, g // 4)
+        grid = object_tokens.unflatten(1, (g, g))
+        mid = grid[:, g // 2 - half : g // 2 + half + 1, g // 2 - half : g // 2 + half + 1]
+        return mid.flatten(1, 2).mean(1, keepdim=True)
 
     def time_bias(self, times: torch.Tensor, key_times: torch.Tensor) -> torch.Tensor:
         """Cross-attention bias -slope_h * |t_query - t_key| in seconds; keys without a time (NaN) get 0.

@@ -4,6 +4,7 @@ plot), stage times against the baseline, written as the checkpoint's model card 
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,7 @@ NAMES = {
     "no_sampler_aux": "No sampler target (paper's sampler)",
     "pointer": "With the pointer (ours, opt-in)",
     "scan": "With full-scan memories in training (ours, opt-in)",
+    "centre": "Crops fused by their middle tokens and a match channel (ours, opt-in)",
     "uniform_frames": "Uniform frames",
     "fresh_all": "Long-VMNet, fresh benchmark (seed + 1, all videos)",
 }
@@ -139,10 +141,30 @@ def write_report(work: Path, results: dict, data, config, args) -> Path:
     )
     logs = {}
     for key in ("longvmnet", "baseline", "no_continual", "random_memory", "no_sampler_aux", "pointer", "scan",
-                "bundled"):  # fmt: skip
+                "centre", "bundled"):  # fmt: skip
         f = work / key / "train_log.json"
         if f.exists():
             logs[key] = round(json.loads(f.read_text())["seconds"] / 60, 1)
+    pool = (
+        f"Its frames come from the training videos and from a pool of {args.pool_videos} one-minute videos of "
+        f"other scenes (generator seed {args.seed + 1000}) that the benchmark never shows. Its labels are per "
+        "patch, from the generator: background / hand / object category, the photo an object's texture is cut "
+        "from and its hue, and the activity under way on the patches of its object and hand. Half the views "
+        "are windows around an object resized to the full input, as query crops are; the others whole frames, "
+        "flipped and brightened at random."
+        if getattr(args, "pool_videos", 0)
+        else "Its frames come from the training videos, 1 every 4 seconds, with per-patch labels from the "
+        "generator: background / hand / object category and the photo an object's texture is cut from; "
+        "flipped and brightened at random."
+    )
+    auc = (
+        f"On the test videos the frozen tokens tell object instances apart with no training: the cosine "
+        f"similarity of a crop's middle tokens ranks its own object's patches above other objects' with AUC "
+        f"{results['backbone']['instance_auc']:.2f} (0.5 is chance)."
+        if "backbone" in results
+        else ""
+    )
+    backbone_text = textwrap.fill(f"{pool} {auc}".strip(), 108, initial_indent="  ", subsequent_indent="  ")
     trained_random = "random_memory" in args.variants.split(",")
     random_note = (
         "Random memory tokens: a model trained with random token selection (same budget)."
@@ -179,12 +201,11 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
 - For the demo and as a reference for the method on CPU. It understands the synthetic benchmark's world
   (the benchmark's 10 activity classes on textured objects, a hand, distractors), **not real footage**.
 - **Backbone**: a 4-layer ViT-Tiny at 112 px (timm `vit_tiny_patch16_224`, 7x7 tokens). This machine has no
-  Hub access, so no ImageNet weights: the recipe first pretrains the backbone on the benchmark's own frames
-  (patch labels of background, hand, object category and texture, which the generator knows), then freezes
-  it, as the paper freezes its ImageNet backbone. With Hub access the `paper` preset uses timm's
-  `swinv2_cr_small_ns_224` ImageNet weights instead.
-- Frame augmentations (flip, posterize, photometric) are applied in backbone pretraining; the main training
-  reads cached backbone tokens, where token dropout stands in for them.
+  Hub access, so no ImageNet weights: the recipe first pretrains the backbone on synthetic frames, then
+  freezes it, as the paper freezes its ImageNet backbone.
+{backbone_text}
+  With Hub access the `paper` preset uses timm's `swinv2_cr_small_ns_224` ImageNet weights instead.
+- The main training reads cached backbone tokens, where token dropout stands in for frame augmentations.
 - A change to the paper's training: besides the end-to-end gradient through the relaxed top-k, the sampler's
   scores get an auxiliary binary target (`sampler_aux`, weight 1): tokens whose frame lies in an activity
   segment and whose patch shows that segment's object or the hand. ReST-ADL's annotations (segments and
@@ -195,8 +216,10 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
   object crop by its pooled token (`fusion: pooled`). Attention-weight dropout is off (`attn_dropout: 0`),
   which keeps PyTorch's fused attention kernels in training.
 - Not in this checkpoint, opt-in: heads that read the query-matched memory tokens near each time
-  (`pointer`) and training memories built by a full scan as at inference (`scan_share`). The recipe trains
-  them as the `pointer` and `scan` variants (`--variants`); the README reports what they measured.
+  (`pointer`), training memories built by a full scan as at inference (`scan_share`), crops fused by their
+  middle tokens with a match channel (`fusion: centre`), and a backbone pretrained on a pool of other scenes
+  (`--pool-videos`). The recipe trains the first three as the `pointer`, `scan` and `centre` variants
+  (`--variants`); the README reports what they all measured.
 
 ## Training data and budget
 {args.videos} generated videos of {args.minutes:g} minutes (5 fps, 224x224), split by video

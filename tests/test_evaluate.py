@@ -72,7 +72,8 @@ def test_evaluate_cli_writes_json(tiny_benchmark, tiny_checkpoint, tmp_path, cap
 def test_recipe_smallest_setting(tmp_path):
     from longvmnet.recipe import main
 
-    results = main(["--tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ckpt")])
+    results = main(["--tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ckpt"), "--pool-videos", "2",
+                    "--variants", "longvmnet,baseline,no_continual,random_memory,centre"])  # fmt: skip
     assert {
         "longvmnet",
         "baseline",
@@ -88,4 +89,6 @@ def test_recipe_smallest_setting(tmp_path):
     card = (tmp_path / "ckpt" / "README.md").read_text()
     assert card.startswith("---\nlicense: apache-2.0") and "| Long-VMNet |" in card
     assert "| Long-VMNet, fresh benchmark" in card and "trained with random token selection" in card
+    assert "AUC" in card and 0.0 <= results["backbone"]["instance_auc"] <= 1.0 and "pool of 2" in card
+    assert "centre" in results and "| Crops fused by their middle tokens" in card
     assert load_model(tmp_path / "ckpt").config.grid == 4

@@ -151,7 +151,7 @@ def test_losses_finite(model, kind):
     model.eval()
 
 
-@pytest.mark.parametrize("fusion", ["paper", "pooled"])
+@pytest.mark.parametrize("fusion", ["paper", "pooled", "centre"])
 def test_fusions(fusion):
     torch.manual_seed(0)
     m = LongVMNet(preset("tiny", fusion=fusion)).eval()
@@ -159,6 +159,22 @@ def test_fusions(fusion):
     out = m(random_memory(m), "activity", times, mask, object_tokens=obj)
     out2 = m(random_memory(m), "activity", times, mask, object_tokens=obj * 2)
     assert not torch.allclose(out["activity_logits"], out2["activity_logits"])
+
+
+def test_centre_fusion_adds_how_well_each_token_matches_the_crop_centre():
+    torch.manual_seed(0)
+    m = LongVMNet(preset("tiny", fusion="centre")).eval()
+    g, d = m.config.grid, m.config.d_model
+    obj = torch.randn(1, g * g, d)
+    obj.view(1, g, g, d)[:, 1:4, 1:4] = 2.0  # the middle 3 x 3 of the 4 x 4 crop: one vector
+    centre = m.crop_centre(obj)
+    assert torch.allclose(centre, torch.full((1, 1, d), 2.0))
+    mem = torch.stack([centre[0, 0], -centre[0, 0], torch.randn(d)]).unsqueeze(0)  # match, opposite, other
+    fused = m.fuse(mem, obj)
+    assert torch.allclose(fused[0, 0], 4.0 + m.match_embed) and torch.allclose(
+        fused[0, 1], -4.0 - m.match_embed
+    )
+    assert not hasattr(LongVMNet(preset("tiny", fusion="pooled")), "match_embed")
 
 
 def test_time_bias_makes_the_decoder_look_near_its_times():

@@ -1,0 +1,100 @@
+"""Backbone pretraining: patch labels from the generator (category, texture, activity) and the pool of scenes."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from longvmnet.config import preset
+from longvmnet.data import synth
+from longvmnet.data.rest import ReSTData
+from longvmnet.model import LongVMNet
+from longvmnet.pretrain import (
+    ACTIVITIES,
+    HUE_BINS,
+    LABELS,
+    TEXTURES,
+    _read,
+    _zoom_view,
+    collect_frames,
+    instance_auc,
+    pretrain_backbone,
+    rank_auc,
+)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory) -> ReSTData:
+    """Two 40-second videos of scenes with many activities, as the recipe's pool."""
+    root = tmp_path_factory.mktemp("pool") / "p"
+    synth.generate(root, videos=2, minutes=40 / 60, seed=1000, split=(1.0, 0.0, 0.0), progress=False,
+                   activity_share=0.5)  # fmt: skip
+    return ReSTData(root)
+
+
+def test_collect_frames_labels_category_texture_hue_and_activity(pool):
+    frames, big, labels = collect_frames(pool.split("all"), 112, 7, 1.0, progress=False, native=True)
+    n = sum(round(v.duration) for v in pool.split("all"))
+    assert frames.shape == (n, 112, 112, 3) and big.shape == (n, 224, 224, 3) and labels.shape == (n, 4, 7, 7)
+    cats, texs, hues, acts = labels.transpose(1, 0, 2, 3)
+    assert ((texs >= 0) == (hues >= 0)).all() and ((texs >= 0) <= (cats >= 2)).all()  # on objects only
+    assert texs.max() < len(TEXTURES) and hues.max() < HUE_BINS and len(np.unique(hues)) > 3
+    assert ((acts > 0) <= (cats >= 1)).all() and acts.max() <= len(ACTIVITIES)  # on objects and the hand
+    # a frame shows an activity label exactly when a segment runs on it and its object or the hand is seen
+    times = [t for v in pool.split("all") for t in range(round(v.duration))]
+    segs = [v.annotations["segments"] for v in pool.split("all") for _ in range(round(v.duration))]
+    labelled = 0
+    for t, running, act in zip(times, segs, acts):
+        now = [s for s in running if s["start"] <= t < s["end"]]
+        if not now:
+            assert (act == 0).all()
+        elif (act > 0).any():
+            labelled += 1
+            assert set(np.unique(act[act > 0])) <= {1 + ACTIVITIES.index(s["activity"]) for s in now}
+    assert labelled >= 10
+
+
+def test_zoom_view_reads_the_labels_under_its_window():
+    frame = np.zeros((224, 224, 3), np.uint8)
+    frame[112:168, 56:123] = 255  # an object: x 0.25-0.55, y 0.5-0.75 of the frame
+    cats = np.zeros((63, 63), np.int8)
+    cats[int(63 * 0.5) : int(63 * 0.75), int(63 * 0.25) : int(63 * 0.55)] = 4
+    assert (_read([cats], 0.0, 0.0, 1.0, 7)[0] == 4).sum() == 4  # the whole frame: 2 x 2 patches
+    agree = []
+    for seed in range(50):
+        image, (labels,) = _zoom_view(frame, [cats], 112, 7, random.Random(seed))
+        assert (
+            image.shape == (112, 112, 3) and labels.shape == (7, 7) and (labels == 4).sum() >= 4
+        )  # zoomed in
+        white = image.reshape(7, 16, 7, 16, 3)[:, 8, :, 8, 0] > 128  # the pixel at each patch centre
+        agree.append((white == (labels == 4)).mean())
+    assert np.mean(agree) > 0.95 and min(agree) > 0.7  # patches on the object's edge may differ
+
+
+def test_pretraining_on_a_pool_moves_the_backbone_and_freezes_it(pool, tiny_benchmark):
+    model = LongVMNet(preset("tiny", activities=list(ACTIVITIES)))
+    before = [p.detach().clone() for p in model.backbone.net.parameters()]
+    losses = pretrain_backbone(model, ReSTData(tiny_benchmark), pool=pool, steps=3, batch=8, progress=False)
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    after = list(model.backbone.net.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))
+    assert not any(p.requires_grad for p in after)
+    with_zoom = pretrain_backbone(model, ReSTData(tiny_benchmark), pool=pool, zoom=0.5, labels=tuple(LABELS),
+                                  steps=2, batch=8, progress=False)  # fmt: skip
+    assert len(with_zoom) == 2 and all(np.isfinite(with_zoom))
+    with pytest.raises(ValueError, match="Unknown pretraining labels"):
+        pretrain_backbone(model, ReSTData(tiny_benchmark), labels=("colour",), steps=1, progress=False)
+
+
+def test_rank_auc():
+    assert rank_auc([2, 3], [0, 1]) == 1.0 and rank_auc([0], [1, 2]) == 0.0
+    assert rank_auc([1, 1], [1]) == 0.5 and rank_auc([1, 3], [2]) == 0.5 and np.isnan(rank_auc([], [1]))
+
+
+def test_instance_auc_scores_the_crops_of_a_split(pool):
+    model = LongVMNet(preset("tiny", activities=list(ACTIVITIES)))
+    auc = instance_auc(model, pool, "all", fps=0.5)
+    assert 0.0 <= auc <= 1.0
