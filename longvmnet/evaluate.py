@@ -57,8 +57,9 @@ def memory_from_cache(model, cache: FeatureCache, video: VideoItem):
     """Stage 1 on cached backbone tokens (same frames as the video path, without decoding and backbone)."""
     feats = cache.video(video.path)
     t_len = model.config.clip_len
-    stream = (
-        (torch.from_numpy(np.array(feats.times[s : s + t_len])), model.project(torch.from_numpy(np.asarray(feats.tokens[s : s + t_len]))))
+    stream = (  # copies of the memory-mapped cache slices: torch refuses read-only arrays
+        (torch.from_numpy(np.array(feats.times[s : s + t_len])),
+         model.project(torch.from_numpy(np.array(feats.tokens[s : s + t_len]))))
         for s in range(0, len(feats.times), t_len)
     )  # fmt: skip
     memory, seen = scan(model, stream, video.duration)

@@ -207,7 +207,7 @@ def rank_auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 @torch.inference_mode()
-def instance_auc(model, data: ReSTData, split: str, *, fps: float = 0.1) -> float:
+def instance_auc(model, data: ReSTData, split: str, *, fps: float = 0.1, progress: bool = True) -> float:
     """How well the frozen backbone's tokens tell object instances apart, with no training: for each object
     crop of the split's videos, the cosine similarity between the mean of the crop's middle tokens
     (`LongVMNet.crop_centre`) and each frame token inside an object's box ranks the crop's own object above
@@ -218,7 +218,7 @@ def instance_auc(model, data: ReSTData, split: str, *, fps: float = 0.1) -> floa
     centres = (np.arange(c.grid) + 0.5) / c.grid
     xs, ys = (a.ravel() for a in np.meshgrid(centres, centres))
     aucs = []
-    for video in data.split(split):
+    for video in tqdm(data.split(split), desc="instance AUC", unit="video", disable=not progress):
         ann = video.annotations
         shots = list(iter_frames(video.path, fps, (c.image_size, c.image_size)))
         tokens = F.normalize(net(torch.from_numpy(np.stack([f for _, f in shots]))), dim=-1)

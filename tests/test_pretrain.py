@@ -96,5 +96,5 @@ def test_rank_auc():
 
 def test_instance_auc_scores_the_crops_of_a_split(pool):
     model = LongVMNet(preset("tiny", activities=list(ACTIVITIES)))
-    auc = instance_auc(model, pool, "all", fps=0.5)
+    auc = instance_auc(model, pool, "all", fps=0.5, progress=False)
     assert 0.0 <= auc <= 1.0
