@@ -177,11 +177,17 @@ def load_crop(path: str | os.PathLike, *, max_pixels: int = MAX_CROP_PIXELS) -> 
         ) from e
 
 
+def crop_images(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
+    """Object crops of any size -> (b, s, s, 3) uint8, resized to the backbone's input side s."""
+    s = model.config.image_size
+    return torch.from_numpy(
+        np.stack([np.array(Image.fromarray(c).resize((s, s), Image.BILINEAR)) for c in crops])
+    )
+
+
 def crop_tokens(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
     """Object crops of any size -> (b, p, d) tokens from the same frozen backbone."""
-    s = model.config.image_size
-    arr = np.stack([np.asarray(Image.fromarray(c).resize((s, s), Image.BILINEAR)) for c in crops])
-    return model.embed_frames(torch.from_numpy(arr))
+    return model.embed_frames(crop_images(model, crops))
 
 
 def _batches(todo: list[tuple[int, int]], batch_size: int, max_time_queries: int) -> list[list[int]]:

@@ -159,8 +159,8 @@ def pretrain_backbone(model, data: ReSTData, *, pool: ReSTData | None = None, po
     torch.manual_seed(seed)
     losses = []
 
-    def balanced(labels: np.ndarray, n: int) -> torch.Tensor:  # rare classes up: inverse sqrt frequency
-        freq = np.bincount(labels[labels >= 0].ravel(), minlength=n) + 1
+    def balanced(y: np.ndarray, n: int) -> torch.Tensor:  # rare classes up: inverse sqrt frequency
+        freq = np.bincount(y[y >= 0].ravel(), minlength=n) + 1
         return torch.tensor((freq.sum() / freq) ** 0.5, dtype=torch.float32)
 
     weights = [balanced(maps[:, j], sizes[j]) if k in ("category", "activity") else None
@@ -212,7 +212,7 @@ def instance_auc(model, data: ReSTData, split: str, *, fps: float = 0.1, progres
     crop of the split's videos, the cosine similarity between the mean of the crop's middle tokens
     (`LongVMNet.crop_centre`) and each frame token inside an object's box ranks the crop's own object above
     the others (rank AUC, averaged over crops; 0.5 is chance). Frames at `fps`."""
-    from longvmnet.inference import load_crop
+    from longvmnet.inference import crop_images, load_crop
 
     net, c = model.backbone, model.config
     centres = (np.arange(c.grid) + 0.5) / c.grid
@@ -225,20 +225,18 @@ def instance_auc(model, data: ReSTData, split: str, *, fps: float = 0.1, progres
         for oid, crops in ann["crops"].items():
             if not crops:
                 continue
-            crop = Image.fromarray(load_crop(data.path(crops[0]["file"]))).resize(
-                (c.image_size,) * 2, Image.BILINEAR
-            )
-            raw = net(torch.from_numpy(np.array(crop)[None]))  # as crop_tokens, before the projection
+            raw = net(crop_images(model, [load_crop(data.path(crops[0]["file"]))]))  # before the projection
             query = F.normalize(model.crop_centre(raw)[0, 0], dim=-1)
             pos, neg = [], []
             for (t, _), tok in zip(shots, tokens):
                 idx = min(int(round(t * ann["fps"])), len(ann["actor"]["boxes"]) - 1)
                 for other, o in ann["objects"].items():
                     b = o["boxes"][idx]
-                    if b is not None:
-                        inside = (xs >= b[0]) & (xs < b[2]) & (ys >= b[1]) & (ys < b[3])
+                    if b is None:
+                        continue
+                    inside = (xs >= b[0]) & (xs < b[2]) & (ys >= b[1]) & (ys < b[3])
+                    if inside.any():  # the box covers a patch centre
                         (pos if other == oid else neg).append((tok[torch.from_numpy(inside)] @ query).numpy())
-            pos, neg = np.concatenate([np.zeros(0), *pos]), np.concatenate([np.zeros(0), *neg])
-            if len(pos) and len(neg):  # the object was seen at the sampled times
-                aucs.append(rank_auc(pos, neg))
+            if pos and neg:  # the object was seen at the sampled times
+                aucs.append(rank_auc(np.concatenate(pos), np.concatenate(neg)))
     return float(np.mean(aucs)) if aucs else float("nan")

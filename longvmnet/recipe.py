@@ -1,8 +1,8 @@
 """The whole recipe behind the bundled checkpoint, one command, resumable stage by stage:
 
-  generate data [and a pool of scenes for the backbone] -> pretrain the backbone -> train Long-VMNet, the per-query baseline and the ablations
-  (same budget) -> [optionally train Long-VMNet on] -> evaluate on the held-out test videos
-  -> memory-size sweep -> a freshly generated benchmark -> report and model card -> checkpoint.
+  generate data [and a pool of other scenes] -> pretrain the backbone -> train Long-VMNet, the per-query
+  baseline and the ablations (same budget) -> [optionally train Long-VMNet on] -> evaluate on the held-out
+  test videos -> memory-size sweep -> a freshly generated benchmark -> report and model card -> checkpoint.
 
     python -m longvmnet.recipe [--videos 7 --minutes 20 --steps 500 --bundle-steps 0] [--tiny]
 
