@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from longvmnet.config import preset
 from longvmnet.data import synth
@@ -94,7 +95,26 @@ def test_rank_auc():
     assert rank_auc([1, 1], [1]) == 0.5 and rank_auc([1, 3], [2]) == 0.5 and np.isnan(rank_auc([], [1]))
 
 
-def test_instance_auc_scores_the_crops_of_a_split(pool):
-    model = LongVMNet(preset("tiny", activities=list(ACTIVITIES)))
-    auc = instance_auc(model, pool, "all", fps=0.5, progress=False)
-    assert 0.0 <= auc <= 1.0
+class PatchColours(torch.nn.Module):
+    """A stand-in backbone whose token is its patch's mean colour: objects differ in hue, so it tells them
+    apart; `shuffle` moves every token to another patch, so the tokens no longer lie under their boxes."""
+
+    def __init__(self, grid: int, shuffle: bool = False):
+        super().__init__()
+        self.grid = grid
+        self.order = (
+            torch.randperm(grid * grid, generator=torch.Generator().manual_seed(0)) if shuffle else None
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().permute(0, 3, 1, 2) - 128
+        tokens = F.adaptive_avg_pool2d(x, self.grid).flatten(2).transpose(1, 2)
+        return tokens if self.order is None else tokens[:, self.order]
+
+
+def test_instance_auc_ranks_the_crops_own_object_first(pool):
+    model = LongVMNet(preset("synth", activities=list(ACTIVITIES)))
+    model.backbone = PatchColours(model.config.grid)
+    assert instance_auc(model, pool, "all", fps=0.5, progress=False) > 0.8
+    model.backbone = PatchColours(model.config.grid, shuffle=True)
+    assert instance_auc(model, pool, "all", fps=0.5, progress=False) < 0.6
