@@ -285,11 +285,26 @@ class LongVMNet(
         with sdpa_attention():
             for layer in self.decoder.layers:
                 xc = rearrange(x, "b (n c) d -> (b n) c d", c=chunk)
-                xc = xc + layer._sa_block(layer.norm1(xc), None, ~valid)
+                xc = xc + self._self_attention(layer, layer.norm1(xc), ~valid)
                 x = rearrange(xc, "(b n) c d -> b (n c) d", b=b)
-                x = x + layer._mha_block(layer.norm2(x), enc, bias, None)
-                x = x + layer._ff_block(layer.norm3(x))
+                x = x + self._cross_attention(layer, layer.norm2(x), enc, bias)
+                h = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(x)))))
+                x = x + layer.dropout3(h)
         return self.decoder.norm(x)[:, :length]
+
+    @staticmethod
+    def _self_attention(
+        layer: nn.TransformerDecoderLayer, x: torch.Tensor, pad: torch.Tensor
+    ) -> torch.Tensor:
+        out = layer.self_attn(x, x, x, key_padding_mask=pad, need_weights=False)[0]
+        return layer.dropout1(out)
+
+    @staticmethod
+    def _cross_attention(
+        layer: nn.TransformerDecoderLayer, x: torch.Tensor, enc: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        out = layer.multihead_attn(x, enc, enc, attn_mask=bias, need_weights=False)[0]
+        return layer.dropout2(out)
 
     def forward(
         self,

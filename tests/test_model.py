@@ -208,6 +208,21 @@ def test_time_bias_makes_the_decoder_look_near_its_times():
         near_only.decode(enc, times, mask, "object")
 
 
+def test_chunked_decoder_is_the_transformer_decoder_when_one_chunk_holds_all_queries():
+    """decode runs nn.TransformerDecoder's layers step by step; with one chunk and no time bias it must give
+    the same output, padded time queries included (they are masked as keys, not as queries)."""
+    torch.manual_seed(0)
+    m = LongVMNet(preset("tiny", time_bias=False)).eval()
+    enc = torch.randn(2, 30, m.config.d_model)
+    times, mask, _, _ = query_inputs(m, "object", length=12)
+    with torch.no_grad():
+        ours = m.decode(enc, times, mask, "object")
+        tgt = m.time_pe(times) + m.kind_embed.weight[1]
+        torch_out = m.decoder(tgt, enc, tgt_key_padding_mask=~mask)
+    assert m.config.decoder_chunk >= times.shape[1]
+    assert torch.allclose(ours, torch_out, atol=1e-5)
+
+
 def test_attention_dropout_is_separate_from_dropout():
     m = LongVMNet(preset("tiny", dropout=0.3, attn_dropout=0.0))
     attn = [x for x in m.modules() if isinstance(x, torch.nn.MultiheadAttention)]
