@@ -12,10 +12,11 @@ from pathlib import Path
 def _user_errors() -> tuple[type[Exception], ...]:
     from longvmnet.hub import CheckpointError
     from longvmnet.memory import MemoryFileError
+    from longvmnet.probe import ProbeError
     from longvmnet.queries import QueryError
     from longvmnet.video import VideoError
 
-    return (CheckpointError, MemoryFileError, QueryError, VideoError, FileNotFoundError)
+    return (CheckpointError, MemoryFileError, ProbeError, QueryError, VideoError, FileNotFoundError)
 
 
 def cmd_build_memory(args) -> dict:
@@ -116,6 +117,25 @@ def cmd_evaluate(args) -> dict:
     return result
 
 
+def cmd_probe(args) -> dict:
+    from longvmnet.data.features import FeatureCache
+    from longvmnet.data.rest import ReSTData
+    from longvmnet.hub import load_model
+    from longvmnet.probe import probe_tokens
+
+    model = load_model(args.checkpoint)
+    train = ReSTData(args.data).split("train")
+    for pool in args.pool:
+        train += ReSTData(pool).split("all")
+    scored = ReSTData(args.eval_data or args.data).split(args.split)
+    cache = FeatureCache(args.cache or Path(args.data) / "cache", model)
+    result = probe_tokens(model, cache, train, scored, motion=args.motion, steps=args.steps, seed=args.seed)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
 def cmd_bench(args) -> dict:
     from longvmnet.bench import format_bench, run_bench
 
@@ -192,6 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache", default=None)
     e.add_argument("--json", default=None, help="write the table as JSON here")
     e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("probe", help="what the tokens a memory holds tell: hand and activity probes")
+    r.add_argument("--checkpoint", default=None)
+    r.add_argument("--data", required=True, help="benchmark whose training videos fit the probes")
+    r.add_argument("--pool", action="append", default=[], help="another benchmark whose videos all fit too")
+    r.add_argument("--eval-data", default=None, help="benchmark whose videos are scored (default: --data)")
+    r.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
+    r.add_argument("--motion", type=int, default=0, help="add each patch's change over this many frames")
+    r.add_argument("--steps", type=int, default=1500)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--cache", default=None, help="feature cache folder (default: DATA/cache)")
+    r.add_argument("--json", default=None, help="write the result as JSON here")
+    r.set_defaults(func=cmd_probe)
 
     s = sub.add_parser("bench", help="speed: the two stages against the per-query baseline, memory, latency")
     s.add_argument("--checkpoint", default=None)

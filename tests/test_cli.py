@@ -71,3 +71,23 @@ def test_errors_are_one_sentence(built, tiny_benchmark, tiny_checkpoint, tmp_pat
         ok=False,
     )
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_probe_writes_its_figures(tiny_benchmark, tiny_checkpoint, tmp_path):
+    """`longvmnet probe` fits on the training videos plus a pool and scores a split; a training set with no
+    hand is refused in one sentence."""
+    out = tmp_path / "probe.json"
+    ck = ["--checkpoint", str(tiny_checkpoint), "--data", str(tiny_benchmark), "--cache", str(tmp_path / "c")]
+    res = json.loads(run("probe", *ck, "--pool", str(tiny_benchmark), "--split", "all", "--steps", "5",
+                         "--motion", "1", "--json", str(out)).stdout)  # fmt: skip
+    assert json.loads(out.read_text()) == res and 0 <= res["hand_auc"] <= 1 and res["motion"] == 1
+    grid = json.loads((tiny_checkpoint / "config.json").read_text())["grid"]
+    assert res["samples"]["hand"]["scored"] == grid**2 * sum(
+        round(json.loads(p.read_text())["duration"]) for p in (tiny_benchmark / "annotations").glob("*.json")
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "benchmark.json").write_text(json.dumps({"activities": ["pour"], "videos": {}, "queries": []}))
+    bad = run("probe", *ck[:2], "--data", str(empty), "--eval-data", str(tiny_benchmark), ok=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.splitlines()[-1].startswith("error: The training videos show no hand")

@@ -81,7 +81,7 @@ def test_baseline_trains(tiny_benchmark, tmp_path):
 
 
 def test_token_relevance_marks_the_acting_object_and_hand_during_segments():
-    from longvmnet.data.rest import token_relevance
+    from longvmnet.data.rest import patch_activities, token_relevance
 
     n = 10 * 5  # 10 s at 5 fps
     box = [0.0, 0.0, 0.45, 0.45]  # the top-left 2 x 2 patches of a 4 x 4 grid
@@ -95,6 +95,8 @@ def test_token_relevance_marks_the_acting_object_and_hand_during_segments():
     assert not rel[[0, 1, 5, 6, 7, 8, 9]].any()  # outside the segment: nothing, the pan never counts
     assert rel[2, :2, :2].all() and rel[2].sum() == 4  # at 2 s: the cup only (no hand yet)
     assert rel[3, :2, :2].all() and rel[3, 0, 3] and rel[3].sum() == 5  # at 3 s: the cup and the hand
+    acts = patch_activities(ann, np.arange(10.0), 4, ["pour", "stir"]).reshape(10, 4, 4)
+    assert np.array_equal(acts > 0, rel) and set(np.unique(acts)) == {0, 2}  # 1 + index of "stir"
 
 
 def test_sampler_target_is_trained_only_with_a_neural_sampler(tiny_benchmark, tmp_path):

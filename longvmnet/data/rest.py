@@ -146,20 +146,26 @@ def _hand_boxes(annotation: dict) -> list:
     return [boxes for key, boxes in annotation.get("actor", {}).items() if key.startswith("boxes")]
 
 
-def token_relevance(annotation: dict, times: np.ndarray, grid: int) -> np.ndarray:
-    """Which backbone tokens show an activity: (frames, grid * grid) bool for frames at `times` (seconds).
-
-    A token counts when its frame lies inside an activity segment and its patch centre lies inside that
-    segment's object box or a hand box (boxes grown by half a patch). The sampler's auxiliary target.
-    """
+def patch_activities(annotation: dict, times: np.ndarray, grid: int, activities: list[str]) -> np.ndarray:
+    """The activity each backbone token shows: (frames, grid * grid) int64 for frames at `times` (seconds),
+    0 for none, else 1 + the index in `activities` of a segment under way at that frame whose object box or
+    a hand box (boxes grown by half a patch) holds the token's patch centre (a later segment wins)."""
     fps, objects, hands = annotation["fps"], annotation["objects"], _hand_boxes(annotation)
     xs, ys = _patch_centres(grid)
-    out = np.zeros((len(times), grid * grid), dtype=bool)
+    out = np.zeros((len(times), grid * grid), dtype=np.int64)
     for seg in annotation["segments"]:
+        label = 1 + activities.index(seg["activity"])
         for i in np.flatnonzero((times >= seg["start"]) & (times <= seg["end"])):
             f = int(round(times[i] * fps))
-            out[i] |= _on_boxes([objects[seg["object"]]["boxes"], *hands], f, xs, ys, 0.5 / grid)
+            out[i][_on_boxes([objects[seg["object"]]["boxes"], *hands], f, xs, ys, 0.5 / grid)] = label
     return out
+
+
+def token_relevance(annotation: dict, times: np.ndarray, grid: int) -> np.ndarray:
+    """Which backbone tokens show an activity (`patch_activities` > 0): (frames, grid * grid) bool.
+    The sampler's auxiliary target."""
+    names = sorted({seg["activity"] for seg in annotation["segments"]})
+    return patch_activities(annotation, times, grid, names) > 0
 
 
 def query_token_targets(

@@ -1,0 +1,170 @@
+"""Token probes: what the tokens a memory holds tell, with no query model in the way.
+
+Small classifiers are fit on a checkpoint's frozen, projected frame tokens (the tokens stage 1 writes to
+memory) of training videos, with labels the generator knows, and scored on other videos:
+  hand      is a patch on the hand? (rank AUC over all tokens; 0.5 is chance)
+  token     which activity is under way on a patch of a segment's object or hand? (accuracy over those
+            tokens; chance is 1 / classes)
+  segment   which activity is a segment, given the tokens of its object and hand on every scanned frame?
+            (accuracy over segments; `segment_feature`) The best a memory could hold: every token that
+            shows the activity, picked by the annotation.
+The hand tells *when* something happens; the class is what activity and time queries need. With `motion`
+k, every token also carries its change from the same patch k scanned frames before and after: the only
+motion a single token of a memory could be given.
+
+Letters: n frames, p tokens per frame, d width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from longvmnet.data.benchmark import patch_labels
+from longvmnet.data.features import FeatureCache
+from longvmnet.data.rest import VideoItem, patch_activities
+from longvmnet.pretrain import rank_auc
+
+
+class ProbeError(ValueError):
+    """Videos a probe cannot be fit on; str() is one sentence for the user."""
+
+
+@torch.inference_mode()
+def token_features(model, cache: FeatureCache, video: VideoItem, motion: int = 0):
+    """-> times (n,), features (n, p, d or 3d): the projected tokens [, minus the same patch `motion` frames
+    before, and the same patch `motion` frames after minus them] (the first and last frames repeat)."""
+    feats = cache.video(video.path)
+    x = model.project(torch.from_numpy(np.array(feats.tokens))).cpu()
+    if motion:
+        before = torch.cat([x[:1].expand(motion, -1, -1), x[:-motion]])
+        after = torch.cat([x[motion:], x[-1:].expand(motion, -1, -1)])
+        x = torch.cat([x, x - before, after - x], -1)
+    return feats.times, x
+
+
+def patch_hands(annotation: dict, times: np.ndarray, grid: int) -> np.ndarray:
+    """(n, grid * grid) bool: the patch centre lies on the hand at each time."""
+    fps, last = annotation["fps"], len(annotation["actor"]["boxes"]) - 1
+    return np.stack(
+        [patch_labels(annotation, min(int(round(t * fps)), last), grid).reshape(-1) == 1 for t in times]
+    )
+
+
+def segment_feature(x: torch.Tensor, on: np.ndarray) -> torch.Tensor:
+    """One activity segment's tokens as a vector: x (n, p, d) of its n scanned frames, on (n, p) its object's
+    and hand's patches. Per frame the mean of those tokens s_t; then the mean of s, its last minus first, its
+    mean absolute step, its std, and its first half's mean minus its second's. -> (5 d,)"""
+    on_t = torch.from_numpy(on).to(x.dtype)
+    s = (x * on_t[..., None]).sum(1) / on_t.sum(1, keepdim=True).clamp(min=1)
+    half = len(s) // 2
+    steps = (s[1:] - s[:-1]).abs().mean(0)
+    return torch.cat([s.mean(0), s[-1] - s[0], steps, s.std(0), s[:half].mean(0) - s[half:].mean(0)])
+
+
+@dataclass
+class Samples:
+    hand_x: list = field(default_factory=list)  # tokens (d or 3d,) and whether they lie on the hand
+    hand_y: list = field(default_factory=list)
+    token_x: list = field(default_factory=list)  # tokens of an activity's object or hand, and its class
+    token_y: list = field(default_factory=list)
+    segment_x: list = field(default_factory=list)  # `segment_feature`s and their class
+    segment_y: list = field(default_factory=list)
+
+    def tensors(self, token_width: int, segment_width: int) -> dict[str, torch.Tensor]:
+        """The lists concatenated (empty ones as 0-row tensors)."""
+        out = {}
+        for name, width in (("hand", token_width), ("token", token_width), ("segment", segment_width)):
+            xs, ys = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+            out[f"{name}_x"] = torch.cat(xs) if xs else torch.zeros(0, width)
+            out[f"{name}_y"] = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long)
+        return out
+
+
+def _samples(model, cache, videos, motion, rng, negatives: float, progress: bool, desc: str):
+    """Every hand token and a `negatives` share of the others; every token of an activity's object or hand;
+    every activity segment with at least 2 scanned frames. -> Samples.tensors"""
+    c = model.config
+    out = Samples()
+    for v in tqdm(videos, desc=desc, disable=not progress):
+        times, x = token_features(model, cache, v, motion)
+        hand = patch_hands(v.annotations, times, c.grid)
+        act = patch_activities(v.annotations, times, c.grid, c.activities)
+        keep = hand | (rng.random(hand.shape) < negatives)
+        out.hand_x.append(x[torch.from_numpy(keep)])
+        out.hand_y.append(torch.from_numpy(hand[keep]).long())
+        out.token_x.append(x[torch.from_numpy(act > 0)])
+        out.token_y.append(torch.from_numpy(act[act > 0] - 1))
+        for seg in v.annotations["segments"]:
+            frames = np.flatnonzero((times >= seg["start"]) & (times <= seg["end"]))
+            label = 1 + c.activities.index(seg["activity"])
+            if len(frames) >= 2:
+                out.segment_x.append(segment_feature(x[frames, :, : c.d_model], act[frames] == label)[None])
+                out.segment_y.append(torch.tensor([label - 1]))
+    return out.tensors(c.d_model * (3 if motion else 1), 5 * c.d_model)
+
+
+def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int, seed: int, balanced: bool) -> nn.Module:
+    """A one-hidden-layer classifier by AdamW on batches of 512 (half positives if `balanced`)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(x.shape[1], 128), nn.GELU(), nn.Linear(128, classes))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-2)
+    pos, neg = torch.nonzero(y > 0).squeeze(1), torch.nonzero(y == 0).squeeze(1)
+    for _ in range(steps):
+        if balanced and len(pos) and len(neg):
+            idx = torch.cat([pos[torch.randint(len(pos), (256,))], neg[torch.randint(len(neg), (256,))]])
+        else:
+            idx = torch.randint(len(y), (512,))
+        loss = F.cross_entropy(net(x[idx]), y[idx].long())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: list[VideoItem], *,
+                 motion: int = 0, steps: int = 1500, seed: int = 0, progress: bool = True) -> dict:  # fmt: skip
+    """Fit the probes on `train` videos and score them on `evaluate` videos.
+    -> {"hand_auc", "token_activity_accuracy", "segment_activity_accuracy", "activity_chance",
+        "majority_class_accuracy", "motion", "samples": {...}}"""
+    if not evaluate:
+        raise ProbeError("The split to score has no videos; choose another split.")
+    model.eval()
+    n_cls = len(model.config.activities)
+    rng = np.random.default_rng(seed)
+    tr = _samples(model, cache, train, motion, rng, 0.1, progress, "probe: training videos")
+    if not tr["hand_y"].any() or not len(tr["segment_y"]):
+        raise ProbeError(
+            "The training videos show no hand or no activity to fit the probes on; add videos with --pool."
+        )
+    ev = _samples(model, cache, evaluate, motion, rng, 1.0, progress, "probe: scored videos")
+    hand = _fit(tr["hand_x"], tr["hand_y"], 2, steps, seed, balanced=True)
+    token = _fit(tr["token_x"], tr["token_y"], n_cls, steps, seed, balanced=False)
+    mu, sd = tr["segment_x"].mean(0), tr["segment_x"].std(0, correction=0)
+    sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))  # a feature that never varies stays as it is
+    segment = _fit((tr["segment_x"] - mu) / sd, tr["segment_y"], n_cls, steps, seed, balanced=False)
+
+    def accuracy(net, x, y) -> float:
+        return round((net(x).argmax(-1) == y).float().mean().item(), 4) if len(y) else float("nan")
+
+    with torch.inference_mode():
+        score = hand(ev["hand_x"]).log_softmax(-1)[:, 1].numpy()
+        on_hand = ev["hand_y"].bool().numpy()
+        majority = torch.bincount(tr["segment_y"], minlength=n_cls).argmax()
+        return {
+            "hand_auc": round(rank_auc(score[on_hand], score[~on_hand]), 4),
+            "token_activity_accuracy": accuracy(token, ev["token_x"], ev["token_y"]),
+            "segment_activity_accuracy": accuracy(segment, (ev["segment_x"] - mu) / sd, ev["segment_y"]),
+            "activity_chance": round(1 / n_cls, 4),
+            "majority_class_accuracy": round((ev["segment_y"] == majority).float().mean().item(), 4)
+            if len(ev["segment_y"]) else float("nan"),
+            "motion": motion,
+            "samples": {key: {"train": len(tr[f"{key}_y"]), "scored": len(ev[f"{key}_y"])}
+                        for key in ("hand", "token", "segment")}
+            | {"train_hand_tokens": int(tr["hand_y"].sum()), "scored_hand_tokens": int(on_hand.sum())},
+        }  # fmt: skip
