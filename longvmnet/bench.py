@@ -15,16 +15,11 @@ batch; on a CPU everything runs in fp32 exactly as inference does.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import itertools
 import json
 import os
-import platform
-import queue
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -39,6 +34,18 @@ from longvmnet.data.rest import ReSTData
 from longvmnet.evaluate import WINDOWS, baseline_answer, to_query
 from longvmnet.hub import load_model
 from longvmnet.inference import answer, build_memory, scan, to_memory
+from longvmnet.measure import (
+    Every,
+    amp,
+    descendants,
+    length_label,
+    machine,
+    machine_load,
+    prefetch,
+    reset_peak,
+    status_mb,
+    timed,
+)
 from longvmnet.memory import MemoryMeta
 from longvmnet.sampler import NeuralSampler, relaxed_topk
 from longvmnet.video import iter_clips, iter_frames, write_video
@@ -72,115 +79,6 @@ SETTINGS = {
 }  # fmt: skip
 
 
-# ------------------------------------------------------------------------------------------------ helpers
-def _amp(device: str):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
-
-
-def _timed(fn, *args, **kwargs):
-    """(fn's result, wall seconds), synchronising the GPU if there is one."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else lambda: None
-    sync()
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    sync()
-    return out, time.perf_counter() - t0
-
-
-def _status_mb(key: str, pid: int | str = "self") -> float:
-    """VmRSS / VmHWM of a process in MiB (0 once it has gone); pid "meminfo": a /proc/meminfo field."""
-    with contextlib.suppress(OSError):
-        path = "/proc/meminfo" if pid == "meminfo" else f"/proc/{pid}/status"
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _descendants(pid: int) -> list[int]:
-    out = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                for kid in map(int, (task / "children").read_text().split()):
-                    out += [kid, *_descendants(kid)]
-    return out
-
-
-class Every(threading.Thread):
-    """Calls fn() now and every `period` seconds in a daemon thread, until stop()."""
-
-    def __init__(self, period: float, fn):
-        super().__init__(daemon=True)
-        self.period, self.fn, self.done = period, fn, threading.Event()
-        self.start()
-
-    def run(self):
-        while True:
-            self.fn()
-            if self.done.wait(self.period):
-                return
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join()
-
-
-def _reset_peak() -> None:
-    """Hand freed heap back to the OS and restart VmHWM from the current RSS (Linux clear_refs 5)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def _label(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:g}h"
-    return f"{seconds / 60:g}min" if seconds >= 60 else f"{seconds:g}s"
-
-
-def machine() -> dict:
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next(
-        (x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), platform.processor()
-    )
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}  # fmt: skip
-
-
-def machine_load() -> dict:
-    """What else was running: the load average and the busiest other processes (ps)."""
-    out: dict = {"loadavg": Path("/proc/loadavg").read_text().split()[:3], "busy": []}
-    with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError, IndexError):
-        ps = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True,
-                            timeout=10).stdout.splitlines()[1:]  # fmt: skip
-        out["busy"] = [p[:110] for p in ps if int(p.split()[0]) != os.getpid() and float(p.split()[1]) >= 10][
-            :4
-        ]
-    return out
-
-
-def _prefetch(it, depth: int):
-    """Iterate `it` in a thread, up to `depth` items ahead (PyAV releases the GIL while decoding)."""
-    box: queue.Queue = queue.Queue(maxsize=depth)
-    end = object()
-
-    def work():
-        try:
-            for x in it:
-                box.put(x)
-            box.put(end)
-        except BaseException as e:  # re-raised in the consumer
-            box.put(e)
-
-    threading.Thread(target=work, daemon=True).start()
-    while (x := box.get()) is not end:
-        if isinstance(x, BaseException):
-            raise x
-        yield x
-
-
 def _spread(items: list, n: int) -> list:
     """n items evenly spaced over the list (a cell lists the first video's queries, then the second's)."""
     return (
@@ -194,7 +92,7 @@ def window_clips(model, path, start: float, end: float, *, clips_per_batch: int 
     the backbone per T-frame clip (several clips per batch on a GPU). Yields (times (t,), tokens (t, p, d))."""
     c = model.config
     size = (c.image_size, c.image_size)
-    frames = _prefetch(iter_frames(path, c.memory_fps, size, start_s=start, end_s=end), 2 * c.clip_len)
+    frames = prefetch(iter_frames(path, c.memory_fps, size, start_s=start, end_s=end), 2 * c.clip_len)
     while batch := list(itertools.islice(frames, c.clip_len * clips_per_batch)):
         times = torch.tensor([t for t, _ in batch], dtype=torch.float32)
         tokens = model.embed_frames(torch.from_numpy(np.stack([f for _, f in batch])))
@@ -247,7 +145,7 @@ def speed_vs_baseline(model, data: ReSTData, s: Settings, progress: bool) -> dic
     stage1, frames, memories = {}, {}, {}
     for v in videos:
         bar = tqdm(total=int(v.duration), unit="frame", desc=f"stage 1 {v.id}", disable=not progress)
-        memory, stage1[v.id] = _timed(
+        memory, stage1[v.id] = timed(
             build_memory, model, v.path, progress=lambda n, _, b=bar: b.update(n - b.n)
         )
         bar.close()
@@ -258,14 +156,14 @@ def speed_vs_baseline(model, data: ReSTData, s: Settings, progress: bool) -> dic
     for key, items in tqdm(sorted(cells.items()), desc="stage 2 per type x window", disable=not progress):
         for v in videos:
             if qs := [q for vv, q in items if vv is v]:
-                stage2[key] += _timed(answer, model, memories[v.id], qs)[1]
+                stage2[key] += timed(answer, model, memories[v.id], qs)[1]
                 share[key] += stage1[v.id] * len(qs) / len(v.queries)
     picks = [
         (key, v, q) for key, items in sorted(cells.items()) for v, q in _spread(items, s.baseline_per_cell)
     ]
     costs = defaultdict(list)
     for key, v, q in tqdm(picks, desc="baseline (per query, decoded video)", disable=not progress):
-        costs[key].append(_timed(baseline_query, model, v.path, q)[1])
+        costs[key].append(timed(baseline_query, model, v.path, q)[1])
     for key, items in cells.items():
         base[key] = float(np.mean(costs[key])) * len(items)
     total = lambda d: lambda keys: sum(d[k] for k in keys)
@@ -289,17 +187,15 @@ def stage1_efficiency(model, video, stage1_s: float, frames_seen: int) -> dict:
     """Part 2: stage 1 fps over the backbone's fps on the same frames, decoded beforehand, same batch (T);
     plus the sampler (projected tokens -> memory) and decoding alone, which explain the ratio."""
     c = model.config
-    clips, decode_s = _timed(
+    clips, decode_s = timed(
         lambda: list(iter_clips(video.path, c.memory_fps, c.clip_len, (c.image_size,) * 2))
     )
     backbone_s, tokens = 0.0, []
     for clip in clips:
-        feats, dt = _timed(model.backbone, torch.from_numpy(clip.frames))
+        feats, dt = timed(model.backbone, torch.from_numpy(clip.frames))
         backbone_s += dt
         tokens.append(model.proj(feats))
-    sampler_s = _timed(scan, model, zip((torch.from_numpy(k.times) for k in clips), tokens), video.duration)[
-        1
-    ]
+    sampler_s = timed(scan, model, zip((torch.from_numpy(k.times) for k in clips), tokens), video.duration)[1]
     n = sum(len(k.times) for k in clips)
     return {"stage1_backbone_ratio": round(backbone_s / n * frames_seen / stage1_s, 3),
             "stage1_fps": round(frames_seen / stage1_s, 1), "backbone_fps": round(n / backbone_s, 1),
@@ -315,7 +211,7 @@ def query_latency(model, memory, queries: list, per_kind: int, progress: bool) -
         qs = [q for q in queries if q.kind == kind]
         picked = _spread(qs, per_kind) if per_kind else qs
         ms = [
-            1e3 * _timed(answer, model, memory, [q])[1]
+            1e3 * timed(answer, model, memory, [q])[1]
             for q in tqdm(picked, desc=f"latency {kind}", disable=not progress)
         ]
         p50[kind], p95[kind] = round(float(np.percentile(ms, 50)), 1), round(float(np.percentile(ms, 95)), 1)
@@ -323,7 +219,7 @@ def query_latency(model, memory, queries: list, per_kind: int, progress: bool) -
             f"{windows[id(q)]:g}s": round(x, 1)
             for q, x in sorted(zip(picked, ms), key=lambda a: windows[id(a[0])])
         }
-        qps[kind] = (len(qs), _timed(answer, model, memory, qs)[1])
+        qps[kind] = (len(qs), timed(answer, model, memory, qs)[1])
     qps["all"] = (
         sum(n for n, _ in qps.values()),
         sum(t for _, t in qps.values()),
@@ -358,14 +254,14 @@ def constant_memory(source: str, work: Path, s: Settings, progress: bool) -> dic
     """Part 3: stage 1 on videos of growing length (1 fps), each in a fresh subprocess."""
     runs = {}
     for seconds in tqdm(s.lengths, desc="constant memory (stage 1 per length)", disable=not progress):
-        path = work / "long" / f"moving_{_label(seconds)}_{s.long_size}px.mp4"
+        path = work / "long" / f"moving_{length_label(seconds)}_{s.long_size}px.mp4"
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             frames = tqdm(_moving_frames(int(seconds), s.long_size), total=int(seconds), leave=False,
                           desc=f"writing {path.name}", disable=not progress)  # fmt: skip
             write_video(path, frames, 1.0, keyframe_interval=10)
-        runs[_label(seconds)] = _child("stage1", source, str(path)) | {"video_s": seconds}
-    first, last = runs[_label(s.lengths[0])], runs[_label(s.lengths[-1])]
+        runs[length_label(seconds)] = _child("stage1", source, str(path)) | {"video_s": seconds}
+    first, last = runs[length_label(s.lengths[0])], runs[length_label(s.lengths[-1])]
     return {"peak_rss_mb": {k: r["peak_mb"] for k, r in runs.items()},
             "stage1_s_per_video_hour": {k: round(r["seconds"] * 3600 / r["video_s"], 1) for k, r in runs.items()},
             "peak_rss_growth": round(last["peak_mb"] / first["peak_mb"], 3), "constant_memory_runs": runs}  # fmt: skip
@@ -381,16 +277,16 @@ def _stage1_child(source: str, video: str) -> dict:
     hwm, tree = {}, [0.0]
 
     def poll():
-        kids = _descendants(os.getpid())
+        kids = descendants(os.getpid())
         for k in kids:
-            hwm[k] = max(hwm.get(k, 0.0), _status_mb("VmHWM", k))
-        tree[0] = max(tree[0], _status_mb("VmRSS") + sum(_status_mb("VmRSS", k) for k in kids))
+            hwm[k] = max(hwm.get(k, 0.0), status_mb("VmHWM", k))
+        tree[0] = max(tree[0], status_mb("VmRSS") + sum(status_mb("VmRSS", k) for k in kids))
 
     poller = Every(0.02, poll)
-    with _amp(device):
-        memory, dt = _timed(build_memory, model, video)
+    with amp(device):
+        memory, dt = timed(build_memory, model, video)
     poller.stop()
-    main, kids = _status_mb("VmHWM"), sum(hwm.values())
+    main, kids = status_mb("VmHWM"), sum(hwm.values())
     return {"seconds": round(dt, 2), "frames": memory.meta.frames_seen, "main_peak_mb": round(main, 1),
             "children_peak_mb": round(kids, 1), "tree_max_mb": round(tree[0], 1), "peak_mb": round(main + kids, 1)}  # fmt: skip
 
@@ -426,10 +322,10 @@ def _sampler_child(tokens: int, methods: str, steps: int, paper_dropout: int) ->
         kept.square().mean().backward()  # a stand-in for the query losses downstream of the memory
 
     def measure(fn, repeats: int) -> tuple[float, float]:
-        _reset_peak()
-        before = _status_mb("VmRSS")
-        secs = [_timed(fn)[1] for _ in range(repeats)]
-        return float(np.median(secs)), _status_mb("VmHWM") - before
+        reset_peak()
+        before = status_mb("VmRSS")
+        secs = [timed(fn)[1] for _ in range(repeats)]
+        return float(np.median(secs)), status_mb("VmHWM") - before
 
     def topk_only(scores, method):
         if method == "hard":
@@ -450,7 +346,7 @@ def _sampler_child(tokens: int, methods: str, steps: int, paper_dropout: int) ->
                        "topk_only_peak_mb": round(topk_peak, 1)}  # fmt: skip
     if paper_dropout:
         need_mb = 4 * c.n_heads * n * n * 4 / 2**20  # attention matrix, its dropout mask, softmax, gradient
-        if _status_mb("MemAvailable", "meminfo") < 1.15 * need_mb:
+        if status_mb("MemAvailable", "meminfo") < 1.15 * need_mb:
             out["with_attention_dropout"] = {"skipped": f"needs about {need_mb:.0f} MB"}
         else:
             x = torch.randn(1, n, c.d_model, requires_grad=True)
@@ -486,14 +382,14 @@ def run_bench(checkpoint=None, *, quick: bool = False, smallest: bool = False, w
     busy: dict[str, int] = {}  # other processes at >= 10% CPU (ps every 20 s) -> samples
 
     def watch():
-        mine = {str(p) for p in _descendants(os.getpid())}
+        mine = {str(p) for p in descendants(os.getpid())}
         for line in machine_load()["busy"]:
             if line.split()[0] not in mine:
                 cmd = " ".join(line.split()[3:])[:90]
                 busy[cmd] = busy.get(cmd, 0) + 1
 
     start, monitor = time.perf_counter(), Every(20, watch)
-    with _amp(device):
+    with amp(device):
         v0 = [v for v in data.split("all") if v.queries][0]
         queries = [to_query(q, data) for q in v0.queries]
         _warm_up(model, queries)
