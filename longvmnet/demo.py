@@ -4,7 +4,7 @@ A `Session` (held in gr.State, with a time-to-live) owns one user's memory, the 
 private folder that is deleted with it. Builds run one at a time per worker process (a lock here, plus
 concurrency_limit=1 in app.py) while queries keep being answered; a failed build leaves the session's
 previous memory untouched. Uploads are untrusted: the build decodes in a child process (FrameReader) and every
-other decoding (frames, clips, mosaics) runs in a `Worker` child process, so a crashing decoder cannot take
+other decoding (frames, clips, mosaics) runs in a `worker.Worker` child process, so a crashing decoder cannot take
 the server down. Every error reaches the user as one sentence (gr.Error).
 """
 
@@ -15,7 +15,6 @@ import functools
 import html
 import logging
 import math
-import multiprocessing as mp
 import os
 import re
 import shutil
@@ -23,9 +22,6 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +32,8 @@ from longvmnet import inference, render
 from longvmnet.hub import DEFAULT_CHECKPOINT, CheckpointError, load_model
 from longvmnet.memory import Memory, MemoryFileError
 from longvmnet.queries import QueryError
-from longvmnet.video import DecoderCrashedError, VideoError, VideoLimits, probe
+from longvmnet.video import VideoError, VideoLimits, probe
+from longvmnet.worker import Worker
 
 log = logging.getLogger(__name__)
 HUB_CHECKPOINT = "longvmnet/longvmnet-synth"  # what a Hugging Face Space loads when no checkpoint is given
@@ -108,68 +105,6 @@ def friendly(action: str):
 
 def error(message: str) -> gr.Error:
     return gr.Error(html.escape(message, quote=False), print_exception=False)
-
-
-class Worker:
-    """Runs decoding and drawing jobs (functions of longvmnet.render) in spawned child processes.
-
-    A crash (BrokenProcessPool) or a hang (timeout) in FFmpeg kills only the children; the pool is replaced
-    for the next job and the caller gets a DecoderCrashedError with one sentence.
-    """
-
-    def __init__(self, *, processes: int = 2, timeout_s: float = 300.0) -> None:
-        self.processes, self.timeout_s = processes, timeout_s
-        self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    self.processes,
-                    mp_context=mp.get_context("spawn"),
-                    initializer=render.worker_init,
-                    initargs=(os.getpid(),),
-                )
-            return self._pool
-
-    def warm_up(self) -> None:
-        """Start the children now (importing numpy, PyAV and matplotlib takes a few seconds)."""
-        pool = self._get()
-        for _ in range(self.processes):
-            pool.submit(os.getpid)
-
-    def __call__(self, fn, /, *args, **kwargs):
-        pool = self._get()
-        try:
-            return pool.submit(fn, *args, **kwargs).result(timeout=self.timeout_s)
-        except BrokenProcessPool as e:
-            self._discard(pool)
-            raise DecoderCrashedError(
-                "The decoder crashed while reading the video; the file is probably damaged, "
-                "so re-encode it as MP4 (H.264) and try again."
-            ) from e
-        except FuturesTimeout as e:
-            self._discard(pool, kill=True)
-            raise DecoderCrashedError(
-                f"Reading the video took longer than {self.timeout_s:.0f} s; "
-                "try a shorter range or re-encode the video as MP4 (H.264)."
-            ) from e
-
-    def _discard(self, pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
-        with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        if kill:  # the executor has no public way to stop a job that hangs
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
-
-    def close(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def load_demo_model(source=None):
