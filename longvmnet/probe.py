@@ -8,6 +8,8 @@ memory) of training videos, with labels the generator knows, and scored on other
   segment   which activity is a segment, given the tokens of its object and hand on every scanned frame?
             (accuracy over segments; `segment_feature`) The best a memory could hold: every token that
             shows the activity, picked by the annotation.
+  trajectory  the same from where those tokens lie instead of what they show (`segment_trajectory`: the
+            patches' mean row and column and their number over time, as a memory's provenance holds them).
 The hand tells *when* something happens; the class is what activity and time queries need. With `motion`
 k, every token also carries its change from the same patch k scanned frames before and after: the only
 motion a single token of a memory could be given.
@@ -56,15 +58,39 @@ def patch_hands(annotation: dict, times: np.ndarray, grid: int) -> np.ndarray:
     )
 
 
-def segment_feature(x: torch.Tensor, on: np.ndarray) -> torch.Tensor:
-    """One activity segment's tokens as a vector: x (n, p, d) of its n scanned frames, on (n, p) its object's
-    and hand's patches. Per frame the mean of those tokens s_t; then the mean of s, its last minus first, its
-    mean absolute step, its std, and its first half's mean minus its second's. -> (5 d,)"""
-    on_t = torch.from_numpy(on).to(x.dtype)
-    s = (x * on_t[..., None]).sum(1) / on_t.sum(1, keepdim=True).clamp(min=1)
+def _summary(s: torch.Tensor) -> torch.Tensor:
+    """A sequence (n >= 2, k) as one vector: its mean, last minus first, mean absolute step, std, and first
+    half's mean minus second half's. -> (5 k,)"""
     half = len(s) // 2
     steps = (s[1:] - s[:-1]).abs().mean(0)
     return torch.cat([s.mean(0), s[-1] - s[0], steps, s.std(0), s[:half].mean(0) - s[half:].mean(0)])
+
+
+def segment_feature(x: torch.Tensor, on: np.ndarray) -> torch.Tensor:
+    """What the tokens of one activity segment look like: x (n, p, d) of its n scanned frames, on (n, p) its
+    object's and hand's patches; per frame the mean of those tokens, summarised over time. -> (5 d,)"""
+    on_t = torch.from_numpy(on).to(x.dtype)
+    return _summary((x * on_t[..., None]).sum(1) / on_t.sum(1, keepdim=True).clamp(min=1))
+
+
+def segment_trajectory(on: np.ndarray, grid: int) -> torch.Tensor:
+    """Where the tokens of one activity segment lie: on (n, p) as in `segment_feature`; per frame the mean
+    column and row of those patches (frame fractions, less their mean over the segment) and their number / p,
+    summarised over time, plus the share of frames with any such patch. What a memory's provenance (time,
+    row, column) holds. -> (16,)"""
+    cols = torch.arange(grid).repeat(grid).float()
+    rows = torch.arange(grid).repeat_interleave(grid).float()
+    on_t = torch.from_numpy(on).float()
+    count = on_t.sum(1)
+    seen = count > 0
+    n = count.clamp(min=1)
+    path = torch.stack(
+        [(on_t * cols).sum(1) / n / grid, (on_t * rows).sum(1) / n / grid, count / on.shape[1]], 1
+    )
+    if seen.any():  # frames without such patches sit at the segment's mean place
+        path[~seen] = path[seen].mean(0)
+    path[:, :2] -= path[:, :2].mean(0)  # how the patches move, not where in this scene they are
+    return torch.cat([_summary(path), seen.float().mean()[None]])
 
 
 @dataclass
@@ -75,11 +101,14 @@ class Samples:
     token_y: list = field(default_factory=list)
     segment_x: list = field(default_factory=list)  # `segment_feature`s and their class
     segment_y: list = field(default_factory=list)
+    trajectory_x: list = field(default_factory=list)  # `segment_trajectory`s (same segments, same classes)
+    trajectory_y: list = field(default_factory=list)
 
     def tensors(self, token_width: int, segment_width: int) -> dict[str, torch.Tensor]:
         """The lists concatenated (empty ones as 0-row tensors)."""
         out = {}
-        for name, width in (("hand", token_width), ("token", token_width), ("segment", segment_width)):
+        widths = {"hand": token_width, "token": token_width, "segment": segment_width, "trajectory": 16}
+        for name, width in widths.items():
             xs, ys = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
             out[f"{name}_x"] = torch.cat(xs) if xs else torch.zeros(0, width)
             out[f"{name}_y"] = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long)
@@ -104,22 +133,28 @@ def _samples(model, cache, videos, motion, rng, negatives: float, progress: bool
             frames = np.flatnonzero((times >= seg["start"]) & (times <= seg["end"]))
             label = 1 + c.activities.index(seg["activity"])
             if len(frames) >= 2:
-                out.segment_x.append(segment_feature(x[frames, :, : c.d_model], act[frames] == label)[None])
+                on = act[frames] == label
+                out.segment_x.append(segment_feature(x[frames, :, : c.d_model], on)[None])
+                out.trajectory_x.append(segment_trajectory(on, c.grid)[None])
                 out.segment_y.append(torch.tensor([label - 1]))
+                out.trajectory_y.append(torch.tensor([label - 1]))
     return out.tensors(c.d_model * (3 if motion else 1), 5 * c.d_model)
 
 
-def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int, seed: int, balanced: bool) -> nn.Module:
-    """A one-hidden-layer classifier by AdamW on batches of 512 (half positives if `balanced`)."""
+def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int, seed: int, *, balanced: bool = False,
+         batch: int = 512, lr: float = 3e-3, dropout: float = 0.0) -> nn.Module:  # fmt: skip
+    """A one-hidden-layer classifier by AdamW on random batches (half positives if `balanced`)."""
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(x.shape[1], 128), nn.GELU(), nn.Linear(128, classes))
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-2)
+    net = nn.Sequential(nn.Linear(x.shape[1], 128), nn.GELU(), nn.Dropout(dropout), nn.Linear(128, classes))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
     pos, neg = torch.nonzero(y > 0).squeeze(1), torch.nonzero(y == 0).squeeze(1)
     for _ in range(steps):
         if balanced and len(pos) and len(neg):
-            idx = torch.cat([pos[torch.randint(len(pos), (256,))], neg[torch.randint(len(neg), (256,))]])
+            idx = torch.cat(
+                [pos[torch.randint(len(pos), (batch // 2,))], neg[torch.randint(len(neg), (batch // 2,))]]
+            )
         else:
-            idx = torch.randint(len(y), (512,))
+            idx = torch.randint(len(y), (batch,))
         loss = F.cross_entropy(net(x[idx]), y[idx].long())
         opt.zero_grad()
         loss.backward()
@@ -130,8 +165,8 @@ def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int, seed: int, 
 def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: list[VideoItem], *,
                  motion: int = 0, steps: int = 1500, seed: int = 0, progress: bool = True) -> dict:  # fmt: skip
     """Fit the probes on `train` videos and score them on `evaluate` videos.
-    -> {"hand_auc", "token_activity_accuracy", "segment_activity_accuracy", "activity_chance",
-        "majority_class_accuracy", "motion", "samples": {...}}"""
+    -> {"hand_auc", "token_activity_accuracy", "segment_activity_accuracy", "trajectory_activity_accuracy",
+        "activity_chance", "majority_class_accuracy", "motion", "samples": {...}}"""
     if not evaluate:
         raise ProbeError("The split to score has no videos; choose another split.")
     model.eval()
@@ -144,10 +179,17 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
         )
     ev = _samples(model, cache, evaluate, motion, rng, 1.0, progress, "probe: scored videos")
     hand = _fit(tr["hand_x"], tr["hand_y"], 2, steps, seed, balanced=True)
-    token = _fit(tr["token_x"], tr["token_y"], n_cls, steps, seed, balanced=False)
-    mu, sd = tr["segment_x"].mean(0), tr["segment_x"].std(0, correction=0)
-    sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))  # a feature that never varies stays as it is
-    segment = _fit((tr["segment_x"] - mu) / sd, tr["segment_y"], n_cls, steps, seed, balanced=False)
+    token = _fit(tr["token_x"], tr["token_y"], n_cls, steps, seed)
+
+    def standard(name: str):  # features scaled by the training set's mean and std
+        mu, sd = tr[f"{name}_x"].mean(0), tr[f"{name}_x"].std(0, correction=0)
+        sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))  # a feature that never varies stays as it is
+        return lambda x: (x - mu) / sd
+
+    scale = {name: standard(name) for name in ("segment", "trajectory")}
+    few = {"batch": 128, "lr": 1e-3, "dropout": 0.2}  # segments number hundreds, not hundreds of thousands
+    segment = _fit(scale["segment"](tr["segment_x"]), tr["segment_y"], n_cls, steps, seed, **few)
+    trajectory = _fit(scale["trajectory"](tr["trajectory_x"]), tr["trajectory_y"], n_cls, steps, seed, **few)
 
     def accuracy(net, x, y) -> float:
         return round((net(x).argmax(-1) == y).float().mean().item(), 4) if len(y) else float("nan")
@@ -159,7 +201,10 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
         return {
             "hand_auc": round(rank_auc(score[on_hand], score[~on_hand]), 4),
             "token_activity_accuracy": accuracy(token, ev["token_x"], ev["token_y"]),
-            "segment_activity_accuracy": accuracy(segment, (ev["segment_x"] - mu) / sd, ev["segment_y"]),
+            "segment_activity_accuracy": accuracy(segment, scale["segment"](ev["segment_x"]), ev["segment_y"]),
+            "trajectory_activity_accuracy": accuracy(
+                trajectory, scale["trajectory"](ev["trajectory_x"]), ev["trajectory_y"]
+            ),
             "activity_chance": round(1 / n_cls, 4),
             "majority_class_accuracy": round((ev["segment_y"] == majority).float().mean().item(), 4)
             if len(ev["segment_y"]) else float("nan"),

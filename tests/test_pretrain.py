@@ -146,4 +146,23 @@ def test_token_probes_find_the_hand_in_tokens_under_their_patches(pool, tmp_path
     assert s["token"]["scored"] > s["scored_hand_tokens"] and 0 <= true["token_activity_accuracy"] <= 1
     segments = [g for g in videos[1].annotations["segments"] if g["end"] - g["start"] >= 0.4]
     assert s["segment"]["scored"] == len(segments) > 0 and 0 <= true["segment_activity_accuracy"] <= 1
+    assert 0 <= true["trajectory_activity_accuracy"] <= 1
     assert true["activity_chance"] == 0.1 and true["motion"] == 1
+
+
+def test_segment_trajectory_follows_the_patches():
+    """A patch moving right along the top row, missing on one frame: the path's end minus start, mean step
+    and halves are those of its columns (centred: where it is does not count); rows do not move; 3 of 4
+    frames show it."""
+    from longvmnet.probe import segment_trajectory
+
+    on = np.zeros((4, 16), bool)
+    on[0, 0], on[1, 1], on[3, 2] = True, True, True  # grid 4: columns 0, 1, (missing), 2 of row 0
+    f = segment_trajectory(on, 4).numpy()  # x path 0, .25, .25 (the mean of the seen), .5, less its mean .25
+    assert f.shape == (16,)
+    assert f[[0, 3, 6, 12]] == pytest.approx([0, 0.5, 1 / 6, -0.25])
+    assert f[[1, 4, 7, 10, 13]] == pytest.approx([0, 0, 0, 0, 0]) and f[15] == 0.75
+    still = np.zeros((4, 16), bool)
+    still[:, 5] = True
+    g = segment_trajectory(still, 4).numpy()
+    assert g[3:15] == pytest.approx(np.zeros(12)) and g[15] == 1.0 and g[2] == pytest.approx(1 / 16)
