@@ -10,6 +10,8 @@ memory) of training videos, with labels the generator knows, and scored on other
             shows the activity, picked by the annotation.
   trajectory  the same from where those tokens lie instead of what they show (`segment_trajectory`: the
             patches' mean row and column and their number over time, as a memory's provenance holds them).
+  memory    what of that the model's own memory keeps (stage 1 on the cached tokens): the share of its tokens
+            that show an activity, the median number per segment, and the trajectory probe on those alone.
 The hand tells *when* something happens; the class is what activity and time queries need. With `motion`
 k, every token also carries its change from the same patch k scanned frames before and after: the only
 motion a single token of a memory could be given.
@@ -30,6 +32,7 @@ from tqdm import tqdm
 from longvmnet.data.benchmark import patch_labels
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import VideoItem, patch_activities
+from longvmnet.evaluate import memory_from_cache
 from longvmnet.pretrain import rank_auc
 
 
@@ -115,15 +118,30 @@ class Samples:
         return out
 
 
-def _samples(model, cache, videos, motion, rng, negatives: float, progress: bool, desc: str):
+def kept_tokens(model, cache: FeatureCache, video: VideoItem, times: np.ndarray) -> np.ndarray:
+    """Which scanned tokens the model's stage 1 keeps in the video's memory. -> (n, p) bool"""
+    memory = memory_from_cache(model, cache, video)
+    kept = np.zeros((len(times), model.config.tokens_per_frame), bool)
+    frames = np.searchsorted(times, memory.times.numpy() - 1e-4)
+    kept[frames, (memory.rows * model.config.grid + memory.cols).numpy()] = True
+    return kept
+
+
+def _samples(model, cache, videos, motion, rng, negatives: float, progress: bool, desc: str, memory=False):
     """Every hand token and a `negatives` share of the others; every token of an activity's object or hand;
-    every activity segment with at least 2 scanned frames. -> Samples.tensors"""
+    every activity segment with at least 2 scanned frames. With `memory`, also each segment's path through
+    the tokens that the memory keeps (memory_y is -1 where fewer than 2 frames keep one) and the share of
+    the memory's tokens that show an activity. -> Samples.tensors (+ memory_x, memory_y, memory_share)"""
     c = model.config
     out = Samples()
+    paths, kept_on_act, shares = [], [], []
     for v in tqdm(videos, desc=desc, disable=not progress):
         times, x = token_features(model, cache, v, motion)
         hand = patch_hands(v.annotations, times, c.grid)
         act = patch_activities(v.annotations, times, c.grid, c.activities)
+        kept = kept_tokens(model, cache, v, times) if memory else None
+        if memory:
+            shares.append(float((act[kept] > 0).mean()))
         keep = hand | (rng.random(hand.shape) < negatives)
         out.hand_x.append(x[torch.from_numpy(keep)])
         out.hand_y.append(torch.from_numpy(hand[keep]).long())
@@ -138,7 +156,19 @@ def _samples(model, cache, videos, motion, rng, negatives: float, progress: bool
                 out.trajectory_x.append(segment_trajectory(on, c.grid)[None])
                 out.segment_y.append(torch.tensor([label - 1]))
                 out.trajectory_y.append(torch.tensor([label - 1]))
-    return out.tensors(c.d_model * (3 if motion else 1), 5 * c.d_model)
+                if memory:
+                    in_memory = on & kept[frames]
+                    kept_on_act.append(int(in_memory.sum()))
+                    in_memory = in_memory[in_memory.any(1)]
+                    path = segment_trajectory(in_memory, c.grid) if len(in_memory) >= 2 else torch.zeros(16)
+                    paths.append((path, label - 1 if len(in_memory) >= 2 else -1))
+    tensors = out.tensors(c.d_model * (3 if motion else 1), 5 * c.d_model)
+    if memory:
+        tensors["memory_x"] = torch.stack([p for p, _ in paths]) if paths else torch.zeros(0, 16)
+        tensors["memory_y"] = torch.tensor([y for _, y in paths], dtype=torch.long)
+        tensors["memory_tokens"] = torch.tensor(kept_on_act, dtype=torch.float)
+        tensors["memory_share"] = torch.tensor(shares)
+    return tensors
 
 
 def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int, seed: int, *, balanced: bool = False,
@@ -166,6 +196,7 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
                  motion: int = 0, steps: int = 1500, seed: int = 0, progress: bool = True) -> dict:  # fmt: skip
     """Fit the probes on `train` videos and score them on `evaluate` videos.
     -> {"hand_auc", "token_activity_accuracy", "segment_activity_accuracy", "trajectory_activity_accuracy",
+        "memory_activity_share", "memory_tokens_per_segment", "memory_trajectory_activity_accuracy",
         "activity_chance", "majority_class_accuracy", "motion", "samples": {...}}"""
     if not evaluate:
         raise ProbeError("The split to score has no videos; choose another split.")
@@ -177,7 +208,7 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
         raise ProbeError(
             "The training videos show no hand or no activity to fit the probes on; add videos with --pool."
         )
-    ev = _samples(model, cache, evaluate, motion, rng, 1.0, progress, "probe: scored videos")
+    ev = _samples(model, cache, evaluate, motion, rng, 1.0, progress, "probe: scored videos", memory=True)
     hand = _fit(tr["hand_x"], tr["hand_y"], 2, steps, seed, balanced=True)
     token = _fit(tr["token_x"], tr["token_y"], n_cls, steps, seed)
 
@@ -204,6 +235,11 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
             "segment_activity_accuracy": accuracy(segment, scale["segment"](ev["segment_x"]), ev["segment_y"]),
             "trajectory_activity_accuracy": accuracy(
                 trajectory, scale["trajectory"](ev["trajectory_x"]), ev["trajectory_y"]
+            ),
+            "memory_activity_share": round(ev["memory_share"].mean().item(), 4),
+            "memory_tokens_per_segment": ev["memory_tokens"].median().item() if len(ev["memory_tokens"]) else 0,
+            "memory_trajectory_activity_accuracy": accuracy(  # segments the memory cannot trace count as misses
+                trajectory, scale["trajectory"](ev["memory_x"]), ev["memory_y"]
             ),
             "activity_chance": round(1 / n_cls, 4),
             "majority_class_accuracy": round((ev["segment_y"] == majority).float().mean().item(), 4)
