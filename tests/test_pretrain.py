@@ -146,7 +146,17 @@ def test_token_probes_find_the_hand_in_tokens_under_their_patches(pool, tmp_path
     assert s["token"]["scored"] > s["scored_hand_tokens"] and 0 <= true["token_activity_accuracy"] <= 1
     segments = [g for g in videos[1].annotations["segments"] if g["end"] - g["start"] >= 0.4]
     assert s["segment"]["scored"] == len(segments) > 0 and 0 <= true["segment_activity_accuracy"] <= 1
-    assert 0 <= true["trajectory_activity_accuracy"] <= 1
+    assert (
+        0 <= true["trajectory_activity_accuracy"] <= 1
+        and 0 <= true["memory_trajectory_activity_accuracy"] <= 1
+    )
+    assert 0 <= true["memory_activity_share"] <= 1 and true["memory_tokens_per_segment"] >= 0
+    from longvmnet.probe import kept_tokens
+
+    times = cache.video(
+        videos[1].path
+    ).times  # the last stand-in's stage 1 keeps a full memory of distinct tokens
+    assert kept_tokens(model, cache, videos[1], times).sum() == model.config.memory_size < 49 * len(times)
     assert true["activity_chance"] == 0.1 and true["motion"] == 1
 
 
