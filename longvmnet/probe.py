@@ -47,8 +47,8 @@ def token_features(model, cache: FeatureCache, video: VideoItem, motion: int = 0
     feats = cache.video(video.path)
     x = model.project(torch.from_numpy(np.array(feats.tokens))).cpu()
     if motion:
-        before = torch.cat([x[:1].expand(motion, -1, -1), x[:-motion]])
-        after = torch.cat([x[motion:], x[-1:].expand(motion, -1, -1)])
+        n = torch.arange(len(x))
+        before, after = x[(n - motion).clamp(min=0)], x[(n + motion).clamp(max=len(x) - 1)]
         x = torch.cat([x, x - before, after - x], -1)
     return feats.times, x
 

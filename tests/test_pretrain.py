@@ -176,3 +176,28 @@ def test_segment_trajectory_follows_the_patches():
     still[:, 5] = True
     g = segment_trajectory(still, 4).numpy()
     assert g[3:15] == pytest.approx(np.zeros(12)) and g[15] == 1.0 and g[2] == pytest.approx(1 / 16)
+
+
+def test_token_features_add_the_change_of_each_patch_and_repeat_the_ends():
+    from types import SimpleNamespace
+
+    from longvmnet.data.features import VideoFeatures
+    from longvmnet.probe import token_features
+
+    model = LongVMNet(preset("synth", activities=list(ACTIVITIES), d_model=16))
+    model.proj = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(3, 3))  # tokens pass unchanged
+    with torch.no_grad():
+        model.proj[1].weight.copy_(torch.eye(3))
+        model.proj[1].bias.zero_()
+    tokens = np.random.default_rng(0).normal(size=(3, 49, 3)).astype(np.float16)
+    cache = SimpleNamespace(video=lambda path: VideoFeatures(np.arange(3.0, dtype=np.float32), tokens))
+    video = SimpleNamespace(path="v.mp4")
+    times, x = token_features(model, cache, video, motion=1)
+    t = torch.from_numpy(tokens).float()
+    assert x.shape == (3, 49, 9) and torch.allclose(x[..., :3], t)
+    assert torch.allclose(x[1, :, 3:6], t[1] - t[0]) and torch.allclose(x[1, :, 6:], t[2] - t[1])
+    assert torch.allclose(x[0, :, 3:6], torch.zeros(49, 3)) and torch.allclose(
+        x[2, :, 6:], torch.zeros(49, 3)
+    )
+    _, far = token_features(model, cache, video, motion=5)  # longer than the video: its ends stand in
+    assert torch.allclose(far[:, :, 3:6], t - t[0]) and torch.allclose(far[:, :, 6:], t[2] - t)
