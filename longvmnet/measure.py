@@ -96,12 +96,11 @@ def machine() -> dict:
 def machine_load() -> dict:
     """What else was running: the load average and the busiest other processes (ps)."""
     out: dict = {"loadavg": Path("/proc/loadavg").read_text().split()[:3], "busy": []}
+    cmd = ["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"]
     with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError, IndexError):
-        ps = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True,
-                            timeout=10).stdout.splitlines()[1:]  # fmt: skip
-        out["busy"] = [p[:110] for p in ps if int(p.split()[0]) != os.getpid() and float(p.split()[1]) >= 10][
-            :4
-        ]
+        ps = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.splitlines()[1:]
+        others = [p for p in ps if int(p.split()[0]) != os.getpid() and p.split()[3:] != cmd]  # not ps itself
+        out["busy"] = [p[:110] for p in others if float(p.split()[1]) >= 10][:4]
     return out
 
 

@@ -52,3 +52,21 @@ def test_baseline_window_decodes_the_cached_frames(tiny_benchmark, tiny_checkpoi
     cached = feats.times[(feats.times >= start - 1e-3) & (feats.times <= end + 1e-3)]
     np.testing.assert_allclose(times, cached, atol=1e-3)
     assert all(len(t) <= model.config.clip_len and tok.shape[:2] == (len(t), 16) for t, tok in clips)
+
+
+def test_machine_load_names_other_busy_processes_only(monkeypatch):
+    """ps lists itself, often at a high %CPU for its short life; that and this process are not "others"."""
+    import os
+    import subprocess
+
+    from longvmnet import measure
+
+    listing = "\n".join([
+        "    PID %CPU     ELAPSED COMMAND",
+        f"{os.getpid():>7} 99.0       01:00 python -m pytest",
+        "   4242 100.0       00:00 ps -eo pid,pcpu,etime,args --sort=-pcpu",
+        "    777 55.5       10:00 ffmpeg -i big.mp4",
+        "    778  2.0       10:00 sleep 100",
+    ])  # fmt: skip
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, listing, ""))
+    assert measure.machine_load()["busy"] == ["    777 55.5       10:00 ffmpeg -i big.mp4"]
