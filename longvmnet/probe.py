@@ -98,23 +98,32 @@ def segment_trajectory(on: np.ndarray, grid: int) -> torch.Tensor:
 
 @dataclass
 class Samples:
-    hand_x: list = field(default_factory=list)  # tokens (d or 3d,) and whether they lie on the hand
+    """What `_samples` collects, as lists of tensors (concatenated by `tensors`)."""
+
+    # tokens (d or 3d,) and whether they lie on the hand; tokens of an activity's object or hand, and its class
+    hand_x: list = field(default_factory=list)
     hand_y: list = field(default_factory=list)
-    token_x: list = field(default_factory=list)  # tokens of an activity's object or hand, and its class
+    token_x: list = field(default_factory=list)
     token_y: list = field(default_factory=list)
-    segment_x: list = field(default_factory=list)  # `segment_feature`s and their class
+    # per segment: `segment_feature`, `segment_trajectory` and its class
+    segment_x: list = field(default_factory=list)
+    trajectory_x: list = field(default_factory=list)
     segment_y: list = field(default_factory=list)
-    trajectory_x: list = field(default_factory=list)  # `segment_trajectory`s (same segments, same classes)
-    trajectory_y: list = field(default_factory=list)
+    # per segment: the trajectory through the acting tokens that the memory keeps, its class (-1 where fewer
+    # than 2 frames keep one) and how many such tokens it keeps; per video: the memory's share of them
+    memory_x: list = field(default_factory=list)
+    memory_y: list = field(default_factory=list)
+    memory_tokens: list = field(default_factory=list)
+    memory_share: list = field(default_factory=list)
 
     def tensors(self, token_width: int, segment_width: int) -> dict[str, torch.Tensor]:
         """The lists concatenated (empty ones as 0-row tensors)."""
+        widths = {"hand_x": token_width, "token_x": token_width, "segment_x": segment_width,
+                  "trajectory_x": 16, "memory_x": 16}  # fmt: skip
         out = {}
-        widths = {"hand": token_width, "token": token_width, "segment": segment_width, "trajectory": 16}
-        for name, width in widths.items():
-            xs, ys = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
-            out[f"{name}_x"] = torch.cat(xs) if xs else torch.zeros(0, width)
-            out[f"{name}_y"] = torch.cat(ys) if ys else torch.zeros(0, dtype=torch.long)
+        for name, parts in vars(self).items():
+            empty = torch.zeros(0, widths[name]) if name in widths else torch.zeros(0, dtype=torch.long)
+            out[name] = torch.cat(parts) if parts else empty
         return out
 
 
@@ -129,46 +138,41 @@ def kept_tokens(model, cache: FeatureCache, video: VideoItem, times: np.ndarray)
 
 def _samples(model, cache, videos, motion, rng, negatives: float, progress: bool, desc: str, memory=False):
     """Every hand token and a `negatives` share of the others; every token of an activity's object or hand;
-    every activity segment with at least 2 scanned frames. With `memory`, also each segment's path through
-    the tokens that the memory keeps (memory_y is -1 where fewer than 2 frames keep one) and the share of
-    the memory's tokens that show an activity. -> Samples.tensors (+ memory_x, memory_y, memory_share)"""
+    every activity segment with at least 2 scanned frames; with `memory`, what the model's memory keeps of
+    them. -> Samples.tensors"""
     c = model.config
     out = Samples()
-    paths, kept_on_act, shares = [], [], []
     for v in tqdm(videos, desc=desc, disable=not progress):
         times, x = token_features(model, cache, v, motion)
         hand = patch_hands(v.annotations, times, c.grid)
         act = patch_activities(v.annotations, times, c.grid, c.activities)
-        kept = kept_tokens(model, cache, v, times) if memory else None
-        if memory:
-            shares.append(float((act[kept] > 0).mean()))
         keep = hand | (rng.random(hand.shape) < negatives)
         out.hand_x.append(x[torch.from_numpy(keep)])
         out.hand_y.append(torch.from_numpy(hand[keep]).long())
         out.token_x.append(x[torch.from_numpy(act > 0)])
         out.token_y.append(torch.from_numpy(act[act > 0] - 1))
+        if memory:
+            kept = kept_tokens(model, cache, v, times)
+            out.memory_share.append(torch.tensor([float((act[kept] > 0).mean())]))
         for seg in v.annotations["segments"]:
             frames = np.flatnonzero((times >= seg["start"]) & (times <= seg["end"]))
             label = 1 + c.activities.index(seg["activity"])
-            if len(frames) >= 2:
-                on = act[frames] == label
-                out.segment_x.append(segment_feature(x[frames, :, : c.d_model], on)[None])
-                out.trajectory_x.append(segment_trajectory(on, c.grid)[None])
-                out.segment_y.append(torch.tensor([label - 1]))
-                out.trajectory_y.append(torch.tensor([label - 1]))
-                if memory:
-                    in_memory = on & kept[frames]
-                    kept_on_act.append(int(in_memory.sum()))
-                    in_memory = in_memory[in_memory.any(1)]
-                    path = segment_trajectory(in_memory, c.grid) if len(in_memory) >= 2 else torch.zeros(16)
-                    paths.append((path, label - 1 if len(in_memory) >= 2 else -1))
-    tensors = out.tensors(c.d_model * (3 if motion else 1), 5 * c.d_model)
-    if memory:
-        tensors["memory_x"] = torch.stack([p for p, _ in paths]) if paths else torch.zeros(0, 16)
-        tensors["memory_y"] = torch.tensor([y for _, y in paths], dtype=torch.long)
-        tensors["memory_tokens"] = torch.tensor(kept_on_act, dtype=torch.float)
-        tensors["memory_share"] = torch.tensor(shares)
-    return tensors
+            if len(frames) < 2:
+                continue
+            on = act[frames] == label
+            out.segment_x.append(segment_feature(x[frames, :, : c.d_model], on)[None])
+            out.trajectory_x.append(segment_trajectory(on, c.grid)[None])
+            out.segment_y.append(torch.tensor([label - 1]))
+            if memory:
+                in_memory = on & kept[frames]
+                out.memory_tokens.append(torch.tensor([float(in_memory.sum())]))
+                in_memory = in_memory[in_memory.any(1)]
+                traced = len(in_memory) >= 2
+                out.memory_x.append(
+                    (segment_trajectory(in_memory, c.grid) if traced else torch.zeros(16))[None]
+                )
+                out.memory_y.append(torch.tensor([label - 1 if traced else -1]))
+    return out.tensors(c.d_model * (3 if motion else 1), 5 * c.d_model)
 
 
 def _fit(x: torch.Tensor, y: torch.Tensor, classes: int, steps: int, seed: int, *, balanced: bool = False,
@@ -220,7 +224,7 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
     scale = {name: standard(name) for name in ("segment", "trajectory")}
     few = {"batch": 128, "lr": 1e-3, "dropout": 0.2}  # segments number hundreds, not hundreds of thousands
     segment = _fit(scale["segment"](tr["segment_x"]), tr["segment_y"], n_cls, steps, seed, **few)
-    trajectory = _fit(scale["trajectory"](tr["trajectory_x"]), tr["trajectory_y"], n_cls, steps, seed, **few)
+    trajectory = _fit(scale["trajectory"](tr["trajectory_x"]), tr["segment_y"], n_cls, steps, seed, **few)
 
     def accuracy(net, x, y) -> float:
         return round((net(x).argmax(-1) == y).float().mean().item(), 4) if len(y) else float("nan")
@@ -234,7 +238,7 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
             "token_activity_accuracy": accuracy(token, ev["token_x"], ev["token_y"]),
             "segment_activity_accuracy": accuracy(segment, scale["segment"](ev["segment_x"]), ev["segment_y"]),
             "trajectory_activity_accuracy": accuracy(
-                trajectory, scale["trajectory"](ev["trajectory_x"]), ev["trajectory_y"]
+                trajectory, scale["trajectory"](ev["trajectory_x"]), ev["segment_y"]
             ),
             "memory_activity_share": round(ev["memory_share"].mean().item(), 4),
             "memory_tokens_per_segment": ev["memory_tokens"].median().item() if len(ev["memory_tokens"]) else 0,
