@@ -125,7 +125,7 @@ def test_token_probes_find_the_hand_in_tokens_under_their_patches(pool, tmp_path
     probe scores a stand-in backbone of patch colours well (the hand is skin-coloured), and near chance once
     its tokens are moved off their patches; every token is scored."""
     from longvmnet.data.features import FeatureCache
-    from longvmnet.probe import probe_tokens
+    from longvmnet.probe import kept_tokens, probe_tokens
 
     videos = pool.split("all")
     results = []
@@ -151,11 +151,8 @@ def test_token_probes_find_the_hand_in_tokens_under_their_patches(pool, tmp_path
         and 0 <= true["memory_trajectory_activity_accuracy"] <= 1
     )
     assert 0 <= true["memory_activity_share"] <= 1 and true["memory_tokens_per_segment"] >= 0
-    from longvmnet.probe import kept_tokens
-
-    times = cache.video(
-        videos[1].path
-    ).times  # the last stand-in's stage 1 keeps a full memory of distinct tokens
+    # the last stand-in's stage 1 keeps a full memory of distinct tokens
+    times = cache.video(videos[1].path).times
     assert kept_tokens(model, cache, videos[1], times).sum() == model.config.memory_size < 49 * len(times)
     assert true["activity_chance"] == 0.1 and true["motion"] == 1
 
