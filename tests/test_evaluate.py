@@ -8,7 +8,7 @@ import pytest
 from longvmnet import cli
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData
-from longvmnet.evaluate import TABLE_KEYS, evaluate, score
+from longvmnet.evaluate import DIAGNOSTIC_KEYS, TABLE_KEYS, diagnose, evaluate, score
 from longvmnet.hub import load_model
 from longvmnet.queries import ActivityAnswer, ObjectAnswer, TimeAnswer
 
@@ -42,6 +42,18 @@ def test_score_hand_computed():
     assert score(q, a, acts, 5) == {"object": 1.0}
 
 
+def test_diagnose_hand_computed():
+    box, half = [0.0, 0.0, 0.2, 0.2], [0.0, 0.0, 0.2, 0.1]
+    q = {"type": "object", "answer": {"boxes": {"1.0": box, "1.2": box}}}
+    # boxes on the true frames: IoU 1 and 0.5; present frames {1.0, 1.4} against true {1.0, 1.2}: 1 of 3
+    a = ObjectAnswer([1.0, 1.2, 1.4], [box, half, box], [0.9, 0.1, 0.9])
+    d = diagnose(q, a, 5)
+    assert d["object_box_iou"] == pytest.approx(0.75) and d["object_frames_iou"] == pytest.approx(1 / 3)
+    q = {"type": "time", "answer": {"start": 10.0, "end": 20.0}}
+    assert diagnose(q, TimeAnswer(15.0, 25.0, 1.0, [], [], []), 5) == {"time_tiou": pytest.approx(1 / 3)}
+    assert diagnose({"type": "activity", "answer": {"activities": ["a"]}}, ActivityAnswer([]), 5) == {}
+
+
 @pytest.mark.parametrize("method", ["longvmnet", "baseline", "uniform"])
 def test_evaluate_end_to_end(tiny_benchmark, tiny_checkpoint, tmp_path, method):
     model = load_model(tiny_checkpoint)
@@ -53,6 +65,10 @@ def test_evaluate_end_to_end(tiny_benchmark, tiny_checkpoint, tmp_path, method):
     assert counted == n
     for k in TABLE_KEYS:
         assert all(0.0 <= r <= 100.0 for r in result["table"][k].values())
+    for k in DIAGNOSTIC_KEYS:  # one mean per window that holds queries of its kind
+        kind = k.split("_")[0]
+        assert result["diagnostics"][k].keys() == result["counts"][kind].keys()
+        assert all(0.0 <= r <= 1.0 for r in result["diagnostics"][k].values())
     if method == "baseline":
         assert result["stage1_s"] == 0.0 and result["stage2_s"] > 0
     else:
