@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from longvmnet.evaluate import TABLE_KEYS, WINDOWS  # noqa: E402
+from longvmnet.evaluate import DIAGNOSTIC_KEYS, TABLE_KEYS, WINDOWS  # noqa: E402
 
 NAMES = {
     "bundled": "Long-VMNet, bundled checkpoint (trained on)",
@@ -47,6 +47,25 @@ def table2(results: dict) -> str:
                 + " |"
             )
     return "\n".join(lines)
+
+
+def diagnostics_table(results: dict) -> str:
+    """Where object and time answers fall short (evaluate.DIAGNOSTIC_KEYS), one row per method that has them;
+    "" when none has."""
+    head = "| method | " + " | ".join(f"{k} {w}" for k in DIAGNOSTIC_KEYS for w in WINDOWS) + " |"
+    lines = [head, "|" + "---|" * (1 + len(DIAGNOSTIC_KEYS) * len(WINDOWS))]
+    for key, name in NAMES.items():
+        d = results.get(key, {}).get("diagnostics")
+        if d:
+            cells = (f"{d.get(k, {}).get(w, float('nan')):.3f}" for k in DIAGNOSTIC_KEYS for w in WINDOWS)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if len(lines) == 2:
+        return ""
+    return (
+        "Where object and time answers fall short (means over the queries, not shares): the predicted box's\n"
+        "IoU on the frames that truly show the object, the IoU of the frames predicted present with the true\n"
+        "ones, and the tIoU of the predicted span.\n\n" + "\n".join(lines) + "\n"
+    )
 
 
 def sweep(results: dict) -> list[tuple[int, dict]]:
@@ -238,6 +257,7 @@ encoder-decoder, no memory, each query reads its own window in T-frame clips and
 shipped checkpoint on a benchmark generated afresh with another seed, every video unseen in training
 (`--split all`). {noise(results)}
 
+{diagnostics_table(results)}
 ### Targets
 The absolute goals are read on the shipped checkpoint, the comparisons on the same-budget rows.
 

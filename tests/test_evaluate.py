@@ -107,4 +107,8 @@ def test_recipe_smallest_setting(tmp_path):
     assert "| Long-VMNet, fresh benchmark" in card and "trained with random token selection" in card
     assert "AUC" in card and 0.0 <= results["backbone"]["instance_auc"] <= 1.0 and "pool of 2" in card
     assert "centre" in results and "| Crops fused by their middle tokens" in card
+    diagnostics = card.split("| method | object_box_iou short")[1].split("\n\n")[0].splitlines()[2:]
+    rows = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ")[1:] for line in diagnostics}
+    assert {"Long-VMNet", "Per-query baseline"} <= set(rows)
+    assert len(rows["Long-VMNet"]) == 9 and all(0.0 <= float(v) <= 1.0 for v in rows["Long-VMNet"])
     assert load_model(tmp_path / "ckpt").config.grid == 4
