@@ -43,6 +43,11 @@ def to_query(q: dict, data: ReSTData):
     return TimeQuery(q["activity"], load_crop(data.path(q["crop"])), q["start"], q["end"])
 
 
+def true_boxes(ans: dict, object_fps: float) -> dict[int, list[float]]:
+    """An object query's annotated boxes keyed by frame index at `object_fps`, as answers are scored."""
+    return {round(float(t) * object_fps): b for t, b in ans["boxes"].items()}
+
+
 def score(q: dict, a: Answer, activities: list[str], object_fps: float) -> dict[str, float]:
     """Per-query metric values (percent-ready shares) keyed like the table."""
     ans = q["answer"]
@@ -53,8 +58,7 @@ def score(q: dict, a: Answer, activities: list[str], object_fps: float) -> dict[
         return {"activity": recall_at_kx(s, true, 1), "activity_r3": recall_at_kx(s, true, 3)}
     if q["type"] == "object":
         pred = {round(a.times[i] * object_fps): a.boxes[i] for i in a.present()}
-        true = {round(float(t) * object_fps): b for t, b in ans["boxes"].items()}
-        return {"object": float(viou(pred, true) > 0.3)}
+        return {"object": float(viou(pred, true_boxes(ans, object_fps)) > 0.3)}
     return {"time": float(tiou((a.start, a.end), (ans["start"], ans["end"])) > 0.3)}
 
 
@@ -62,7 +66,7 @@ def diagnose(q: dict, a: Answer, object_fps: float) -> dict[str, float]:
     """Per-query values of DIAGNOSTIC_KEYS (none for activity queries)."""
     ans = q["answer"]
     if q["type"] == "object":
-        true = {round(float(t) * object_fps): b for t, b in ans["boxes"].items()}
+        true = true_boxes(ans, object_fps)
         every = {round(t * object_fps): b for t, b in zip(a.times, a.boxes)}
         present = {round(a.times[i] * object_fps) for i in a.present()}
         both = sorted(set(true) & set(every))
