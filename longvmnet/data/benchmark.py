@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-VERSION = 1
+VERSION = 2  # 2: egocentric scale, places, visible activities, ADL-like durations (issue 16)
 WINDOWS = {"short": 300.0, "medium": 900.0, "long": 1800.0}  # nominal query window lengths (seconds)
 TYPES = ("activity", "object", "time")
 

@@ -1,11 +1,15 @@
 """Scene assets and frame rendering for the synthetic ReST-style benchmark.
 
-A scene is a static background canvas (wall + table cut from scikit-image photos, tinted and blurred), object
-sprites (one silhouette per category, one texture per instance) and a hand sprite. `render_frame` composes one
-224 x 224 RGB frame from the per-frame state in a `Timeline` (filled by `synth.py`) with numpy slicing only.
+A scene is a world strip of 2-4 places (kitchen counter, sink, table, desk, stove) side by side, each a
+224-pixel-wide view seen from a chest-mounted camera (wall + work surface cut from scikit-image photos, tinted
+and blurred, and a fixture: basin, hob, mat, tiles), joined by short corridors the camera pans across when the
+person walks; object sprites (one silhouette per category, one texture per instance, large as near the camera)
+and a hand sprite. `render_frame` composes one 224 x 224 RGB frame from the per-frame state in a `Timeline`
+(filled by `synth.py`) with numpy slicing only.
 
-Coordinates are scene pixels (x right, y down) before camera jitter; a frame shows the scene shifted by
-(-jx, -jy). Angles are degrees counter-clockwise, quantised to `ANGLE_STEP`.
+Coordinates are world pixels (x right, y down); a frame shows the world shifted by (-jx, -jy): jx holds the
+place the camera looks at (`STRIDE` per place) plus its jitter. Angles are degrees counter-clockwise,
+quantised to `ANGLE_STEP`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from skimage import data as skdata
 
 SIZE = 224  # frame side in pixels
 JITTER = 3  # largest camera shift in pixels
-WALL = 70  # y of the table edge in scene pixels
+WALL = 60  # y of the work surface's back edge
+GAP = 48  # corridor between two places in the world strip
+STRIDE = SIZE + GAP  # world x distance between the left edges of two neighbouring places
+HAND = 30  # hand sprite side in pixels
 ANGLE_STEP = 3  # rotated sprites are cached every ANGLE_STEP degrees
 
 CATEGORIES = ("cup", "bottle", "box", "bowl", "pan", "book", "jar", "towel")
@@ -39,6 +46,13 @@ APPEARANCES = (
     "coffee", "chelsea", "rocket", "astronaut", "immunohistochemistry", "hubble_deep_field", "retina",
     "colorwheel", "coins", "camera", "moon", "clock",
 )  # fmt: skip
+PLACES = {  # place -> the categories found there (objects of a place are drawn from these)
+    "kitchen counter": ("jar", "bottle", "box", "towel", "cup"),
+    "sink": ("cup", "bowl", "pan", "bottle", "towel"),
+    "table": ("cup", "bowl", "book", "bottle", "box"),
+    "desk": ("book", "box", "cup", "jar", "bottle"),
+    "stove": ("pan", "jar", "bowl", "bottle", "towel"),
+}
 TEXTURES = ("brick", "gravel", "grass", "moon", "camera", "coins")  # grey photos for wall and table
 SKIN = ((224, 172, 138), (198, 134, 98), (141, 85, 54), (241, 194, 160), (170, 112, 80))
 LIQUID = ((70, 130, 220), (120, 70, 30), (230, 230, 240))
@@ -87,15 +101,19 @@ class Sprite:
         ).astype(int)
 
 
-def paste(frame: np.ndarray, sprite: Sprite, cx: float, cy: float) -> None:
-    """Draw `sprite` centred at (cx, cy) in frame pixels, clipped to the frame."""
+def paste(frame: np.ndarray, sprite: Sprite, cx: float, cy: float, tint=None) -> None:
+    """Draw `sprite` centred at (cx, cy) in frame pixels, clipped to the frame; `tint` (r, g, b) recolours
+    it half-way (a wet object)."""
     x0, y0 = (int(v) for v in sprite.origin(cx, cy))
     h, w = sprite.mask.shape
     fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x0 + w, frame.shape[1]), min(y0 + h, frame.shape[0])
     if fx0 >= fx1 or fy0 >= fy1:
         return
     sub = (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
-    np.copyto(frame[fy0:fy1, fx0:fx1], sprite.rgb[sub], where=sprite.mask[sub][..., None])
+    rgb = sprite.rgb[sub]
+    if tint is not None:
+        rgb = (0.4 * rgb + 0.6 * np.asarray(tint, np.float32)).astype(np.uint8)
+    np.copyto(frame[fy0:fy1, fx0:fx1], rgb, where=sprite.mask[sub][..., None])
 
 
 def capsule(frame: np.ndarray, p0, p1, radius: float, rgb, edge: float = 0.75) -> None:
@@ -234,6 +252,14 @@ def make_object(rng, obj_id: str, category: str, appearance: str, source: str, h
     rgb = np.where(outline[..., None], rgb * 0.3, rgb)
     rgb8 = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
     full_s, body_s = Sprite(rgb8, full), Sprite(rgb8, full & ~lid) if lid.any() else Sprite(rgb8, full)
+    if lid.any():  # open: its dark inside shows over the top half
+        ys = np.nonzero(lid.any(1))[0]
+        body = full & ~lid if category == "bottle" else full
+        inside = body & (np.arange(h)[:, None] < max(ys.max() + 0.35 * h, 0.55 * h))
+        shade = np.linspace(0.05, 0.3, h, dtype=np.float32)[:, None, None] * np.array(
+            [1.0, 0.8, 0.6], np.float32
+        )
+        body_s = Sprite(np.where(inside[..., None], (shade * 255).astype(np.uint8), rgb8), body)
     lid_s, lid_off = None, (0.0, 0.0)
     if lid.any():
         ys, xs = np.nonzero(lid)
@@ -243,9 +269,9 @@ def make_object(rng, obj_id: str, category: str, appearance: str, source: str, h
     return ObjectAsset(obj_id, category, appearance, full_s, body_s, lid_s, lid_off)
 
 
-def make_hand(skin) -> Sprite:
-    """A skin-coloured hand, fingers up, about 20 x 20 pixels."""
-    y, x = np.mgrid[0:20, 0:20].astype(np.float32) + 0.5
+def make_hand(skin, size: int = HAND) -> Sprite:
+    """A skin-coloured hand, fingers up, about `size` x `size` pixels (large: the camera is on the chest)."""
+    y, x = (np.mgrid[0:size, 0:size].astype(np.float32) + 0.5) * (20 / size)
     palm = ((x - 10) / 7.5) ** 2 + ((y - 13) / 6.5) ** 2 < 1
     fingers = np.zeros_like(palm)
     for fx, top in ((5.0, 4.0), (8.5, 2.0), (12.0, 2.5), (15.2, 4.5)):
@@ -258,15 +284,15 @@ def make_hand(skin) -> Sprite:
     return Sprite(np.clip(rgb, 0, 255).astype(np.uint8), mask)
 
 
-def make_background(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """The static canvas (SIZE + 2 JITTER square, uint8) and a description of how it was made."""
+def make_background(rng: np.random.Generator, place: str) -> tuple[np.ndarray, dict]:
+    """The static view of one place (SIZE + 2 JITTER tall, SIZE wide, uint8) and how it was made."""
     side = SIZE + 2 * JITTER
     wall_h = WALL + JITTER
-    parts, info = [], {}
-    for name, rows, stretch in (("wall", wall_h, 1.0), ("table", side - wall_h, rng.uniform(1.0, 3.0))):
+    parts, info = [], {"place": place}
+    for name, rows, stretch in (("wall", wall_h, 1.0), ("surface", side - wall_h, rng.uniform(1.0, 3.0))):
         src = str(rng.choice(TEXTURES))
-        grey = _crop(rng, photo(src)[..., 0], rng.uniform(0.3, 0.9), side / rows / stretch)
-        grey = _resize(grey, side, rows)
+        grey = _crop(rng, photo(src)[..., 0], rng.uniform(0.3, 0.9), SIZE / rows / stretch)
+        grey = _resize(grey, SIZE, rows)
         grey = ndimage.gaussian_filter(grey, rng.uniform(0.6, 2.5))
         grey = (grey - grey.mean()) / max(grey.std(), 1e-3)
         level = rng.uniform(0.35, 0.7) if name == "wall" else rng.uniform(0.3, 0.6)
@@ -275,23 +301,53 @@ def make_background(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
         parts.append(img.astype(np.float32))
         info[name] = src
     canvas = np.concatenate(parts, axis=0)
-    canvas[wall_h - 1 : wall_h + 2] *= 0.55  # table edge
+    canvas[wall_h - 1 : wall_h + 2] *= 0.55  # edge of the work surface
+    y, x = np.mgrid[0:side, 0:SIZE].astype(np.float32)
+    if place == "sink":  # a steel basin in the middle of the surface
+        basin = ((x - 112) / 70) ** 2 + ((y - wall_h - 60) / 38) ** 2 < 1
+        canvas[basin] = 0.55 + 0.15 * (y[basin, None] - wall_h) / 120
+    elif place == "stove":  # a dark hob with two burner rings
+        canvas[(y > wall_h + 8) & (y < wall_h + 110) & (x > 20) & (x < 204)] = 0.12
+        for bx in (70, 154):
+            r = np.hypot(x - bx, y - wall_h - 58)
+            canvas[(r > 22) & (r < 27)] = (0.7, 0.2, 0.1)
+    elif place == "table":  # a placemat
+        canvas[(y > wall_h + 50) & (y < side - 12) & (x > 40) & (x < 184)] *= 0.75
+    elif place == "kitchen counter":  # tiles on the wall
+        canvas[:wall_h][(x[:wall_h] % 28 < 2) | (y[:wall_h] % 28 < 2)] = 0.85
     return (np.clip(canvas, 0, 1) * 255).astype(np.uint8), info
+
+
+def make_world(rng: np.random.Generator, places: list[str]) -> tuple[np.ndarray, list[dict]]:
+    """The world strip: the places' views STRIDE apart with corridors between, JITTER margins all round."""
+    side = SIZE + 2 * JITTER
+    world = np.zeros((side, 2 * JITTER + (len(places) - 1) * STRIDE + SIZE, 3), np.uint8)
+    corridor = (np.array([90, 85, 80]) * rng.uniform(0.8, 1.3)).astype(np.uint8)
+    world[:] = corridor
+    world[:, ::24] = corridor // 2  # door frames and panels pass by while walking
+    infos = []
+    for p, place in enumerate(places):
+        view, info = make_background(rng, place)
+        world[:, JITTER + p * STRIDE : JITTER + p * STRIDE + SIZE] = view
+        infos.append(info)
+    return world, infos
 
 
 @dataclass
 class Scene:
     """Everything static about one video."""
 
-    background: np.ndarray  # (SIZE + 2 JITTER, SIZE + 2 JITTER, 3) uint8
+    background: np.ndarray  # (SIZE + 2 JITTER, world width + 2 JITTER, 3) uint8 world strip (make_world)
+    places: list[str]  # place p's view starts at world x = p * STRIDE
     objects: list[ObjectAsset]
     hand: Sprite
     sleeve: tuple[int, int, int]
     liquid: tuple[int, int, int]
     ball_rgb: tuple[int, int, int]
     ball_radius: int
-    screen: tuple[int, int, int, int] | None  # x1, y1, x2, y2 of a flickering screen on the wall
-    home: np.ndarray  # (O, 2) resting centre of each object
+    screen: tuple[int, int, int, int] | None  # world x1, y1, x2, y2 of a flickering screen on a wall
+    home: np.ndarray  # (O, 2) first resting centre of each object (world)
+    place_of: np.ndarray  # (O,) int: the place each object starts at
     lid_rest: np.ndarray  # (O, 2) lid centre minus object centre once opened (0 without a lid)
     info: dict  # background sources etc.
 
@@ -301,7 +357,8 @@ class Timeline:
     """Per-frame state of a video (F frames, O objects, 2 hands). Filled by synth.py."""
 
     n: int  # frames
-    jx: np.ndarray  # (F,) int camera shift
+    place: np.ndarray  # (F,) int place the camera looks at, -1 while walking
+    jx: np.ndarray  # (F,) int camera shift (place offset + jitter)
     jy: np.ndarray
     gain: np.ndarray  # (F,) float lighting gain
     ox: np.ndarray  # (O, F) object centre
@@ -323,14 +380,15 @@ class Timeline:
     screen: np.ndarray  # (F, 3) uint8 colour of the flickering screen
     effects: dict[int, list[tuple]] = field(
         default_factory=dict
-    )  # frame -> [("stream" | "drops" | "spoon", ...)]
+    )  # frame -> [("stream" | "drops" | "spoon" | "wet" | "contents" | "lines" | "trail", ...)]
 
     @classmethod
     def empty(cls, n: int, n_objects: int) -> Timeline:
         z = lambda *s: np.zeros(s, np.float32)
         nan = lambda: np.full(n, np.nan, np.float32)
         return cls(
-            n, np.zeros(n, int), np.zeros(n, int), np.ones(n, np.float32), z(n_objects, n), z(n_objects, n),
+            n, np.zeros(n, int), np.zeros(n, int), np.zeros(n, int), np.ones(n, np.float32), z(n_objects, n),
+            z(n_objects, n),
             np.zeros((n_objects, n), int), np.ones((n_objects, n), bool), np.ones((n_objects, n), bool),
             z(n_objects, n), z(n_objects, n), np.zeros((n_objects, n), bool), z(2, n), z(2, n),
             np.zeros((2, n), bool), z(2, n), z(2, n), nan(), nan(), nan(), np.zeros((n, 3), np.uint8),
@@ -349,21 +407,30 @@ def render_frame(scene: Scene, tl: Timeline, f: int, *, foreground: bool = True)
     """Frame `f` as (SIZE, SIZE, 3) uint8 RGB. `foreground=False` leaves out objects, hands and effects."""
     jx, jy = int(tl.jx[f]), int(tl.jy[f])
     frame = scene.background[JITTER + jy : JITTER + jy + SIZE, JITTER + jx : JITTER + jx + SIZE].copy()
-    if scene.screen is not None:
+    if scene.screen is not None and -40 < scene.screen[0] - jx < SIZE:
         x1, y1, x2, y2 = scene.screen
-        frame[y1 - jy : y2 - jy, x1 - jx : x2 - jx] = 25
-        frame[y1 - jy + 2 : y2 - jy - 2, x1 - jx + 2 : x2 - jx - 2] = tl.screen[f]
+        a, b = max(x1 - jx, 0), min(x2 - jx, SIZE)
+        frame[y1 - jy : y2 - jy, a:b] = 25
+        frame[y1 - jy + 2 : y2 - jy - 2, max(a, x1 - jx + 2) : min(b, x2 - jx - 2)] = tl.screen[f]
     if foreground:
-        idle = [o for o in range(len(scene.objects)) if tl.vis[o, f] and not tl.active[o, f]]
-        busy = [o for o in range(len(scene.objects)) if tl.vis[o, f] and tl.active[o, f]]
+        effects = tl.effects.get(f, ())
+        wet = {e[1] for e in effects if e[0] == "wet"}
+        for effect in effects:
+            if effect[0] == "trail":  # on the surface, under the objects
+                _draw_effect(frame, scene, effect, jx, jy, f)
+        near = np.abs(tl.ox[:, f] - jx - SIZE / 2) < SIZE
+        idle = [o for o in np.nonzero(near & tl.vis[:, f] & ~tl.active[:, f])[0]]
+        busy = [o for o in np.nonzero(near & tl.vis[:, f] & tl.active[:, f])[0]]
         for o in sorted(idle, key=lambda o: tl.oy[o, f]) + busy:
             obj = scene.objects[o]
             detached = not tl.attached[o, f]
             if detached:
                 paste(frame, obj.lid, tl.lx[o, f] - jx, tl.ly[o, f] - jy)
-            paste(frame, obj.sprite(tl.angle[o, f], detached), tl.ox[o, f] - jx, tl.oy[o, f] - jy)
-        for effect in tl.effects.get(f, ()):
-            _draw_effect(frame, scene, effect, jx, jy, f)
+            paste(frame, obj.sprite(tl.angle[o, f], detached), tl.ox[o, f] - jx, tl.oy[o, f] - jy,
+                  (120, 170, 255) if o in wet else None)  # fmt: skip
+        for effect in effects:
+            if effect[0] != "trail":
+                _draw_effect(frame, scene, effect, jx, jy, f)
     if not np.isnan(tl.bx[f]):
         capsule(frame, (tl.bx[f] - jx, tl.by[f] - jy), (tl.bx[f] - jx, tl.by[f] - jy), scene.ball_radius,
                 scene.ball_rgb, edge=0.8)  # fmt: skip
@@ -371,9 +438,8 @@ def render_frame(scene: Scene, tl: Timeline, f: int, *, foreground: bool = True)
         for k in range(2):
             if tl.hvis[k, f]:
                 hand = (tl.hx[k, f] - jx, tl.hy[k, f] - jy)
-                capsule(
-                    frame, (tl.sx[k, f] - jx, tl.sy[k, f] - jy), (hand[0], hand[1] + 6), 6.5, scene.sleeve
-                )
+                capsule(frame, (tl.sx[k, f] - jx, tl.sy[k, f] - jy), (hand[0], hand[1] + 0.3 * HAND),
+                        0.33 * HAND, scene.sleeve)  # fmt: skip
                 paste(frame, scene.hand, *hand)
     if not np.isnan(tl.shadow[f]):
         x0 = int(tl.shadow[f]) - 35 - jx
@@ -386,18 +452,44 @@ def render_frame(scene: Scene, tl: Timeline, f: int, *, foreground: bool = True)
 
 def _draw_effect(frame: np.ndarray, scene: Scene, effect: tuple, jx: int, jy: int, f: int) -> None:
     kind = effect[0]
-    if kind == "stream":  # ("stream", x, y_top, y_bottom)
-        x, y0, y1 = effect[1] - jx, effect[2] - jy, effect[3] - jy
-        capsule(frame, (x, y0), (x, y1), 1.8, scene.liquid, edge=0.85)
+    if kind == "stream":  # ("stream", x, y_top, y_bottom, radius): poured liquid or running tap water
+        x, y0, y1, r = effect[1] - jx, effect[2] - jy, effect[3] - jy, effect[4]
+        col = scene.liquid if r < 4 else (150, 200, 255)
+        capsule(frame, (x, y0), (x, y1), r, col, edge=0.85)
         rng = np.random.default_rng(f)
         for yy in rng.uniform(y0, y1, 3):  # droplets break the stream
-            capsule(frame, (x + rng.uniform(-3, 3), yy), (x + rng.uniform(-3, 3), yy), 1.2, scene.liquid)
+            capsule(frame, (x + rng.uniform(-3, 3), yy), (x + rng.uniform(-3, 3), yy), 0.7 * r, col)
     elif kind == "drops":  # ("drops", cx, cy, rx, ry)
         rng = np.random.default_rng(f)
         cx, cy, rx, ry = effect[1] - jx, effect[2] - jy, effect[3], effect[4]
-        for px, py in zip(rng.uniform(cx - rx, cx + rx, 12), rng.uniform(cy - ry, cy + ry, 12)):
-            capsule(frame, (px, py), (px, py + 1.5), 1.3, (150, 200, 255), edge=0.7)
+        for px, py in zip(rng.uniform(cx - rx, cx + rx, 16), rng.uniform(cy - ry, cy + ry, 16)):
+            capsule(frame, (px, py), (px, py + 2.5), 2.0, (200, 230, 255), edge=0.7)
     elif kind == "spoon":  # ("spoon", x0, y0, x1, y1)
         capsule(
-            frame, (effect[1] - jx, effect[2] - jy), (effect[3] - jx, effect[4] - jy), 1.8, (225, 225, 235)
+            frame, (effect[1] - jx, effect[2] - jy), (effect[3] - jx, effect[4] - jy), 3.0, (225, 225, 235)
         )
+    elif kind == "contents":  # ("contents", cx, cy, rx, ry, progress): stirred contents changing colour
+        cx, cy, rx, ry, p = effect[1] - jx, effect[2] - jy, effect[3], effect[4], effect[5]
+        y0, y1 = max(int(cy - ry), 0), min(int(cy + ry) + 1, SIZE)
+        x0, x1 = max(int(cx - rx), 0), min(int(cx + rx) + 1, SIZE)
+        if x0 < x1 and y0 < y1:
+            ys, xs = np.ogrid[y0:y1, x0:x1]
+            inside = ((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 < 1
+            liquid = np.asarray(scene.liquid, np.float32)
+            col = (1 - p) * liquid + p * (255 - liquid)
+            swirl = 0.8 + 0.2 * np.sin((xs - cx) / 4.0 + (ys - cy) / 3.0 + f)
+            np.copyto(frame[y0:y1, x0:x1], (col * swirl[..., None]).clip(0, 255).astype(np.uint8),
+                      where=inside[..., None])  # fmt: skip
+    elif kind == "lines":  # ("lines", cx, cy, half_width, half_height): speed lines either side of a shake
+        cx, cy, hw, hh = effect[1] - jx, effect[2] - jy, effect[3], effect[4]
+        for side in (-1, 1):
+            for dy in (-0.5 * hh, 0.0, 0.5 * hh):
+                x = cx + side * (hw + 6)
+                capsule(frame, (x, cy + dy - 6), (x + side * 4, cy + dy + 6), 2.0, (250, 250, 250), edge=0.9)
+    elif kind == "trail":  # ("trail", x_from, x_to, y, height): a wiped band where an object was pushed
+        x0, x1 = sorted((effect[1] - jx, effect[2] - jx))
+        y0 = int(effect[3] - jy - effect[4] / 2)
+        a, b = max(int(x0), 0), min(int(x1), SIZE)
+        if a < b:
+            band = frame[max(y0, 0) : max(y0 + int(effect[4]), 0), a:b]
+            band[:] = (band.astype(np.float32) * 0.5 + 125).astype(np.uint8)

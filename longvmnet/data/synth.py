@@ -1,10 +1,11 @@
 """Synthetic ReST-style long-video benchmark (docs/CONTRACTS.md layout), deterministic for a seed.
 
-Per video: a table scene with 8-11 object instances of >= 6 categories (`scene.py`), a schedule of sparse
-activities (about `activity_share` of the time; 5 s to 2 min each; occasionally two at once, one per hand)
-and their motion (`activities.py`), all laid out as per-frame state (`Timeline`) with distractors (bouncing
-ball, flickering screen, passer-by shadow, idle hand wandering, camera jitter, lighting drift); then
-annotations, idle crops, queries (`benchmark.py`) and an H.264 video at 5 fps.
+Per video, as seen by a chest-mounted camera (ADL): 2-4 places (`scene.py`), each with 4-7 large objects of
+the place's categories, visited in turn with walking transitions and revisited in long videos; a schedule of
+activities at the places (about `activity_share` of the time; 15 s to 3 min, median about 40 s; occasionally
+two at once, one per hand) and their motion and look (`activities.py`), all laid out as per-frame state
+(`Timeline`) with distractors (bouncing ball, flickering screen, passer-by shadow, idle hand wandering, camera
+jitter, lighting drift); then annotations, idle crops, queries (`benchmark.py`) and an H.264 video at 5 fps.
 """
 
 from __future__ import annotations
@@ -17,7 +18,19 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from longvmnet.data import scene as sc
-from longvmnet.data.activities import ACTIVITIES, FPS, PUSH, Segment, ease, motion, schedule
+from longvmnet.data.activities import (
+    ACTIVITIES,
+    CONTAINERS,
+    FPS,
+    ROWS,
+    SIZES,
+    Segment,
+    ease,
+    footprint,
+    itinerary,
+    motion,
+    schedule,
+)
 from longvmnet.data.benchmark import (  # noqa: F401  (re-exported: the benchmark API lives next to its writer)
     VERSION,
     WINDOWS,
@@ -39,92 +52,104 @@ class VideoSpec:
     scene: sc.Scene
     timeline: sc.Timeline
     segments: list[Segment]
+    stays: list[tuple[int, int, int]]  # (place, start, end) seconds; walks in between
 
 
 # ------------------------------------------------------------------------------------------------ scene
 
 
-def build_scene(rng: np.random.Generator) -> sc.Scene:
-    """Background, 8-11 objects (>= 6 categories, >= 2 with a lid, one photo per object) laid out in rows."""
-    background, info = sc.make_background(rng)
-    for attempt in range(20):
-        n = int(rng.integers(8, 12))
-        lidded = list(rng.choice(sc.LIDDED, 2, replace=False))
-        others = [c for c in rng.permutation(sc.CATEGORIES) if c not in lidded][:4]
-        cats = lidded + others + list(rng.choice(sc.CATEGORIES, n - 6))
-        sources = rng.permutation(sc.APPEARANCES)
-        objs = []
-        for i, cat in enumerate(rng.permutation(cats)):
-            hue = float(rng.uniform())
-            size = int(rng.integers(28, 45 - attempt // 2))
-            source = str(sources[i % len(sources)])
-            objs.append(
-                sc.make_object(rng, "", str(cat), f"{source}+h{int(hue * 360):03d}", source, hue, size)
-            )
-        placed = _layout(rng, objs)
-        if placed is not None:
-            break
-    else:
-        raise RuntimeError("could not lay out the objects of a scene")
-    objs, home, lid_rest = placed
+def build_scene(rng: np.random.Generator, n_places: int) -> sc.Scene:
+    """`n_places` distinct places, each with 4-7 objects of its categories (one with a lid, one container;
+    one photo per object), large as near a chest-mounted camera, in three rows (the nearer, the larger)."""
+    names = [str(p) for p in rng.choice(list(sc.PLACES), n_places, replace=False)]
+    background, info = sc.make_world(rng, names)
+    sources = list(rng.permutation(sc.APPEARANCES))
+    objs, home, lid_rest, place_of = [], [], [], []
+    for p, name in enumerate(names):
+        cats = sc.PLACES[name]
+        for _ in range(20):
+            n = int(rng.integers(4, 9))
+            kinds = [
+                rng.choice([c for c in cats if c in sc.LIDDED]),
+                rng.choice([c for c in cats if c in CONTAINERS]),
+            ]
+            kinds += list(rng.choice(cats, n - 2))
+            rows = rng.integers(0, len(ROWS), n)
+            made = []
+            for cat, row in zip(rng.permutation(kinds), rows):
+                size = int(rng.integers(*SIZES[row]))
+                hue, source = float(rng.uniform()), str(sources[(len(objs) + len(made)) % len(sources)])
+                made.append(
+                    sc.make_object(rng, "", str(cat), f"{source}+h{int(hue * 360):03d}", source, hue, size)
+                )
+            keep, centres, rests = _layout(rng, made, rows, p)
+            if len(keep) >= 4 and any(made[i].lid is not None for i in keep):
+                break
+        else:
+            raise RuntimeError(f"could not lay out the objects of place {name!r}")
+        objs += [made[i] for i in keep]
+        home += centres
+        lid_rest += rests
+        place_of += [p] * len(keep)
     for i, obj in enumerate(objs):
         obj.id = f"obj_{i:02d}"
     screen = None
     if rng.uniform() < 0.8:
-        x, y = int(rng.integers(8, sc.SIZE - 40)), int(rng.integers(6, sc.WALL - 30))
+        p = names.index("desk") if "desk" in names else int(rng.integers(n_places))
+        x, y = p * sc.STRIDE + int(rng.integers(8, sc.SIZE - 40)), int(rng.integers(4, sc.WALL - 26))
         screen = (x, y, x + 30, y + 22)
     return sc.Scene(
-        background=background, objects=objs, hand=sc.make_hand(sc.SKIN[int(rng.integers(len(sc.SKIN)))]),
+        background=background, places=names, objects=objs,
+        hand=sc.make_hand(sc.SKIN[int(rng.integers(len(sc.SKIN)))]),
         sleeve=tuple(int(c) for c in rng.integers(30, 200, 3)), liquid=sc.LIQUID[int(rng.integers(3))],
-        ball_rgb=tuple(int(c) for c in rng.integers(0, 256, 3)), ball_radius=int(rng.integers(5, 9)),
-        screen=screen, home=home, lid_rest=lid_rest, info=info,
+        ball_rgb=tuple(int(c) for c in rng.integers(0, 256, 3)), ball_radius=int(rng.integers(6, 11)),
+        screen=screen, home=np.asarray(home, np.float32), place_of=np.asarray(place_of),
+        lid_rest=np.asarray(lid_rest, np.float32), info={"places": info},
     )  # fmt: skip
 
 
-def _layout(rng, objs):
-    """Place objects in three rows on the table; None if they do not fit with >= 6 categories."""
-    rows = [sc.WALL + 4 + 49 * (r + 1) - 2 for r in range(3)]  # y of each row's bottom
-    ext, rest = [], []
-    for obj in objs:
-        w, h = obj.size
-        side = int(rng.choice([-1, 1]))
-        if obj.lid is None:
-            lid = (0.0, 0.0)
-        elif obj.category == "bottle":
-            lw, lh = obj.lid.mask.shape[1], obj.lid.mask.shape[0]
-            lid = (side * (w / 2 + lw / 2 + 2), h / 2 - lh / 2)
-        else:
-            lid = (side * 0.55 * w, obj.lid_offset[1])
-        extra = max(abs(lid[0]) + (obj.lid.mask.shape[1] / 2 if obj.lid else 0) - w / 2, 0)
-        ext.append((PUSH + 2 + (extra if side < 0 else 0), PUSH + 2 + (extra if side > 0 else 0)))
-        rest.append(lid)
-    used, members = [0.0] * 3, [[] for _ in rows]
-    for i in range(len(objs)):
-        need = ext[i][0] + objs[i].size[0] + ext[i][1]
-        r = int(np.argmin(used))
-        if used[r] + need <= sc.SIZE:
-            used[r] += need
-            members[r].append(i)
-    kept = sorted(i for m in members for i in m)
-    if len({objs[i].category for i in kept}) < 6 or sum(objs[i].lid is not None for i in kept) < 2:
-        return None
-    home = np.zeros((len(objs), 2), np.float32)
-    for r, m in enumerate(members):
-        gaps = rng.dirichlet(np.ones(len(m) + 1)) * (sc.SIZE - used[r])
-        x = gaps[0]
-        for k, i in enumerate(rng.permutation(m)):
-            w, h = objs[i].size
-            home[i] = (x + ext[i][0] + w / 2, rows[r] - h / 2)
-            x += ext[i][0] + w + ext[i][1] + gaps[k + 1]
-    return [objs[i] for i in kept], home[kept], np.asarray([rest[i] for i in kept], np.float32)
+def _lid_rest(rng, obj: sc.ObjectAsset) -> tuple[float, float]:
+    """Where the lid lies once off (lid centre minus object centre): beside the object, either side."""
+    if obj.lid is None:
+        return 0.0, 0.0
+    w, h = obj.size
+    side = int(rng.choice([-1, 1]))
+    if obj.category == "bottle":
+        lw, lh = obj.lid.mask.shape[1], obj.lid.mask.shape[0]
+        return side * (w / 2 + lw / 2 + 2), h / 2 - lh / 2
+    return side * 0.55 * w, obj.lid_offset[1]
+
+
+def _layout(rng, objs: list[sc.ObjectAsset], rows, p: int):
+    """(kept indices, world centres, lid rests) of a place's objects spread along their rows; objects that
+    do not fit in their row are left out."""
+    keep, home, rest = [], [], []
+    for r, bottom in enumerate(ROWS):
+        members = [i for i in range(len(objs)) if rows[i] == r]
+        rests = {i: _lid_rest(rng, objs[i]) for i in members}
+        ext = {i: footprint(objs[i], rests[i]) for i in members}
+        fit, used = [], 0.0
+        for i in members:
+            if used + sum(ext[i]) <= sc.SIZE:
+                fit.append(i)
+                used += sum(ext[i])
+        gaps = rng.dirichlet(np.ones(len(fit) + 1)) * (sc.SIZE - used)
+        x = p * sc.STRIDE + gaps[0]
+        for k, i in enumerate(rng.permutation(fit)):
+            keep.append(int(i))
+            home.append((x + ext[i][0], bottom - objs[i].size[1] / 2))
+            rest.append(rests[i])
+            x += sum(ext[i]) + gaps[k + 1]
+    return keep, home, rest
 
 
 # ---------------------------------------------------------------------------------------------- timeline
 
 
-def _entry(rng, side: str, gx: float, gy: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Shoulder (outside the frame) and entry point (12 px outside the edge) of an arm reaching (gx, gy)."""
-    size = sc.SIZE
+def _entry(rng, side: str, gx: float, gy: float, x0: float = 0.0):
+    """Shoulder (outside the frame) and entry point (12 px outside the edge) of an arm reaching world point
+    (gx, gy) in the view whose left edge is at world x `x0`."""
+    size, gx = sc.SIZE, gx - x0
     if side == "left":
         s = (-40.0, float(np.clip(gy + rng.uniform(10, 45), 40, size + 46)))
         alpha = (-12 - s[0]) / max(gx - s[0], 1.0)
@@ -135,7 +160,7 @@ def _entry(rng, side: str, gx: float, gy: float) -> tuple[tuple[float, float], t
         s = (float(np.clip(gx + rng.uniform(-50, 50), -30, size + 30)), size + 46.0)
         alpha = (s[1] - size - 12) / max(s[1] - gy, 1.0)
     alpha = float(np.clip(alpha, 0, 1))
-    return s, (s[0] + alpha * (gx - s[0]), s[1] + alpha * (gy - s[1]))
+    return (s[0] + x0, s[1]), (s[0] + x0 + alpha * (gx - s[0]), s[1] + alpha * (gy - s[1]))
 
 
 def _set_hand(tl: sc.Timeline, k: int, f0: int, hx, hy, shoulder) -> None:
@@ -145,15 +170,32 @@ def _set_hand(tl: sc.Timeline, k: int, f0: int, hx, hy, shoulder) -> None:
     tl.hvis[k, f0:f1] = True
 
 
-def build_timeline(rng: np.random.Generator, scene: sc.Scene, duration: float, segments: list[Segment]):
-    """Per-frame state of the whole video: activities, idle hand wanders and distractors."""
+def _camera(tl: sc.Timeline, stays: list[tuple[int, int, int]]) -> None:
+    """Place per frame and the camera's world x: still at a place during a stay, panning while walking."""
+    tl.place[:] = -1
+    for k, (p, start, end) in enumerate(stays):
+        f0, f1 = start * FPS, min(end * FPS, tl.n)
+        tl.place[f0:f1], tl.jx[f0:f1] = p, p * sc.STRIDE
+        nxt = stays[k + 1] if k + 1 < len(stays) else None
+        if nxt is not None:  # walk to the next place
+            u = ease((np.arange(f1, nxt[1] * FPS) - f1 + 1) / max(nxt[1] * FPS - f1 + 1, 1))
+            tl.jx[f1 : nxt[1] * FPS] = np.round((p + (nxt[0] - p) * u) * sc.STRIDE)
+        else:
+            tl.place[f1:], tl.jx[f1:] = p, p * sc.STRIDE
+
+
+def build_timeline(
+    rng: np.random.Generator, scene: sc.Scene, duration: float, segments: list[Segment], stays
+):
+    """Per-frame state of the whole video: camera, activities, idle hand wanders and distractors."""
     n = int(round(duration * FPS))
     tl = sc.Timeline.empty(n, len(scene.objects))
+    _camera(tl, stays)
     tl.ox[:], tl.oy[:] = scene.home[:, :1], scene.home[:, 1:]
     for seg in segments:
         o, f0 = seg.obj, seg.start * FPS
         f1 = min(seg.end * FPS, n)
-        cx, cy = float(tl.ox[o, f0]), float(tl.oy[o, f0])
+        cx, cy = seg.at if seg.at is not None else (float(tl.ox[o, f0]), float(tl.oy[o, f0]))
         lid = (bool(tl.attached[o, f0]), float(tl.lx[o, f0]), float(tl.ly[o, f0]))
         m = motion(seg, scene.objects[o], cx, cy, lid, scene.lid_rest[o])
         for name in ("ox", "oy", "angle", "vis", "attached", "lx", "ly"):
@@ -164,57 +206,56 @@ def build_timeline(rng: np.random.Generator, scene: sc.Scene, duration: float, s
         tl.vis[o, f1:] = {"pick up": False, "put down": True}.get(seg.activity, tl.vis[o, f0])
         tl.attached[o, f1:], tl.lx[o, f1:], tl.ly[o, f1:] = m["attached"][-1], m["lx"][-1], m["ly"][-1]
         reach = min(int(min(2.0, 0.2 * (seg.end - seg.start)) * FPS), len(m["gx"]) - 1)
-        shoulder, entry = _entry(rng, seg.side, float(m["gx"][reach]), float(m["gy"][reach]))
+        shoulder, entry = _entry(rng, seg.side, float(m["gx"][reach]), float(m["gy"][reach]), seg.x0)
         wt = m["wt"]
-        _set_hand(
-            tl,
-            seg.hand,
-            f0,
-            entry[0] + (m["gx"] - entry[0]) * wt,
-            entry[1] + (m["gy"] - entry[1]) * wt,
-            shoulder,
-        )
+        hx, hy = entry[0] + (m["gx"] - entry[0]) * wt, entry[1] + (m["gy"] - entry[1]) * wt
+        _set_hand(tl, seg.hand, f0, hx, hy, shoulder)
         for i, effects in m["effects"].items():
             if f0 + i < n:
                 tl.effects.setdefault(f0 + i, []).extend(effects)
-    _wanders(rng, scene, tl, segments, duration)
+    _wanders(rng, scene, tl, segments, stays)
     _distractors(rng, scene, tl, duration)
     return tl
 
 
-def _wanders(rng, scene: sc.Scene, tl: sc.Timeline, segments: list[Segment], duration: float) -> None:
+def _wanders(rng, scene: sc.Scene, tl: sc.Timeline, segments: list[Segment], stays) -> None:
     """Hard negatives: the hand comes in, hovers away from the objects and leaves, touching nothing."""
-    busy = sorted((s.start, s.end) for s in segments) + [(duration, duration)]
-    free_from = 0.0
-    for start, end in busy:
-        if start - free_from >= 14 and rng.uniform() < min(0.8, (start - free_from) / 300):
-            d = int(rng.integers(4, 10))
-            s = int(rng.integers(int(free_from) + 2, int(start) - 2 - d + 1))
-            f0 = s * FPS
-            pts = rng.uniform((20, 15), (sc.SIZE - 20, sc.SIZE - 15), (64, 2))
-            near = np.hypot(pts[:, :1] - tl.ox[:, f0], pts[:, 1:] - tl.oy[:, f0]) < 32
-            far = pts[~(near & tl.vis[:, f0]).any(1)]
-            way = far[:2] if len(far) >= 2 else rng.uniform((20, 15), (sc.SIZE - 20, 50), (2, 2))
-            shoulder, entry = _entry(rng, str(rng.choice(["left", "right", "bottom"])), *way[0])
-            knots = np.array([entry, way[0], way[1], entry])
-            u = np.arange(d * FPS) / FPS / d * 3
-            leg = np.minimum(u.astype(int), 2)
-            frac = ease(u - leg)[:, None]
-            path = knots[leg] + (knots[leg + 1] - knots[leg]) * frac
-            _set_hand(tl, 0, f0, path[:, 0].astype(np.float32), path[:, 1].astype(np.float32), shoulder)
-        free_from = max(free_from, end)
+    for p, begin, end in stays:
+        x0 = float(p * sc.STRIDE)
+        busy = sorted((s.start, s.end) for s in segments if s.start < end and s.end > begin) + [(end, end)]
+        free_from = float(begin)
+        for start, stop in busy:
+            if start - free_from >= 14 and rng.uniform() < min(0.8, (start - free_from) / 300):
+                d = int(rng.integers(4, 10))
+                s = int(rng.integers(int(free_from) + 2, int(start) - 2 - d + 1))
+                f0 = s * FPS
+                pts = rng.uniform((20, 15), (sc.SIZE - 20, sc.SIZE - 15), (64, 2)) + (x0, 0)
+                near = np.hypot(pts[:, :1] - tl.ox[:, f0], pts[:, 1:] - tl.oy[:, f0]) < 40
+                far = pts[~(near & tl.vis[:, f0]).any(1)]
+                way = (
+                    far[:2] if len(far) >= 2 else rng.uniform((20, 15), (sc.SIZE - 20, 50), (2, 2)) + (x0, 0)
+                )
+                shoulder, entry = _entry(rng, str(rng.choice(["left", "right", "bottom"])), *way[0], x0)
+                knots = np.array([entry, way[0], way[1], entry])
+                u = np.arange(d * FPS) / FPS / d * 3
+                leg = np.minimum(u.astype(int), 2)
+                frac = ease(u - leg)[:, None]
+                path = knots[leg] + (knots[leg + 1] - knots[leg]) * frac
+                _set_hand(tl, 0, f0, path[:, 0].astype(np.float32), path[:, 1].astype(np.float32), shoulder)
+            free_from = max(free_from, stop)
 
 
 def _distractors(rng, scene: sc.Scene, tl: sc.Timeline, duration: float) -> None:
     """Camera jitter, lighting drift, a bouncing ball, passer-by shadows and a flickering screen."""
     n, size = tl.n, sc.SIZE
     t = np.arange(n) / FPS
+    cam = tl.jx.astype(np.float32)  # world x of the view (before jitter)
     knots = np.arange(0, duration + 4, 2.0)
     for arr in (tl.jx, tl.jy):
         walk = np.interp(t, knots, rng.uniform(-2, 2, len(knots)))
         for f in rng.integers(0, n, rng.poisson(duration / 60)):
             walk[f : f + 2] += rng.choice([-3, 3])
-        arr[:] = np.clip(np.round(walk), -sc.JITTER, sc.JITTER)
+        arr[:] += np.clip(np.round(walk), -sc.JITTER, sc.JITTER).astype(int)
     periods, phases = rng.uniform((120, 20), (600, 60)), rng.uniform(0, 2 * np.pi, 2)
     tl.gain[:] = (
         1
@@ -233,12 +274,12 @@ def _distractors(rng, scene: sc.Scene, tl: sc.Timeline, duration: float) -> None
         ):
             span = size - 2 * r
             p = np.mod(p0 - r + speed * vel * tt, 2 * span)
-            arr[f0:f1] = r + np.where(p < span, p, 2 * span - p)
+            arr[f0:f1] = r + np.where(p < span, p, 2 * span - p) + (cam[f0:f1] if arr is tl.bx else 0)
     for _ in range(rng.poisson(duration / 120)):
         f0 = int(rng.integers(0, n))
         f1 = min(n, f0 + int(rng.uniform(3, 7) * FPS))
         path = np.linspace(-40, size + 40, f1 - f0)
-        tl.shadow[f0:f1] = path if rng.uniform() < 0.5 else path[::-1]
+        tl.shadow[f0:f1] = (path if rng.uniform() < 0.5 else path[::-1]) + cam[f0:f1]
     if scene.screen is not None:
         changes = np.cumsum(rng.uniform(0.6, 2.0, int(duration / 0.6) + 2))
         colours = rng.integers(40, 256, (len(changes) + 1, 3))
@@ -357,6 +398,7 @@ def annotate(spec: VideoSpec, rng: np.random.Generator) -> tuple[dict, dict]:
         "objects": {obj.id: {"category": obj.category, "appearance": obj.appearance,
                              "boxes": _as_json(objs[o])} for o, obj in enumerate(scene.objects)},
         "actor": {"boxes": _as_json(hands[0]), "boxes_2": _as_json(hands[1])},
+        "places": [{"place": scene.places[p], "start": float(a), "end": float(b)} for p, a, b in spec.stays],
         "segments": [{"activity": s.activity, "object": scene.objects[s.obj].id, "start": float(s.start),
                       "end": float(s.end)} for s in spec.segments],
         "crops": {obj.id: [{"file": f"crops/{vid}/{obj.id}_{k}.png", "time": round(f / FPS, 1),
@@ -370,13 +412,14 @@ def annotate(spec: VideoSpec, rng: np.random.Generator) -> tuple[dict, dict]:
 
 
 def build_video(video_id: str, seed: int, index: int, duration: float, share: float = 0.2) -> VideoSpec:
-    """Scene, schedule and timeline of one video; deterministic for (seed, index)."""
+    """Places, scene, itinerary, schedule and timeline of one video; deterministic for (seed, index).
+    2 places under 4 minutes, else 2-4."""
     rng = np.random.default_rng([seed, index])
-    scene = build_scene(rng)
-    segments = schedule(rng, scene, int(duration), share)
-    return VideoSpec(
-        video_id, float(duration), scene, build_timeline(rng, scene, duration, segments), segments
-    )
+    scene = build_scene(rng, 2 if duration < 240 else int(rng.integers(2, 5)))
+    stays = itinerary(rng, len(scene.places), int(duration))
+    segments = schedule(rng, scene, int(duration), share, stays)
+    timeline = build_timeline(rng, scene, duration, segments, stays)
+    return VideoSpec(video_id, float(duration), scene, timeline, segments, stays)
 
 
 def render_video(spec: VideoSpec, root: Path, crops: dict, *, progress: bool = True, crf: int = 26) -> Path:
@@ -404,7 +447,7 @@ def generate(
     seed: int,
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
     progress: bool = True,
-    queries_per_minute: float = 5.0,
+    queries_per_minute: float = 10.0,
     activity_share: float = 0.2,
     windows: dict[str, float] = WINDOWS,
     render: bool = True,
