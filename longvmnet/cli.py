@@ -73,23 +73,28 @@ def cmd_generate(args) -> dict:
     return {"benchmark": str(Path(root) / "benchmark.json")}
 
 
-def cmd_train(args) -> dict:
-    from dataclasses import replace
+def cmd_benchmark_stats(args) -> dict:
+    from longvmnet.data.stats import benchmark_stats, format_stats
 
+    if not (Path(args.data) / "benchmark.json").is_file():
+        raise FileNotFoundError(f"{Path(args.data) / 'benchmark.json'} does not exist")
+    result = benchmark_stats(args.data)
+    print(format_stats(result), file=sys.stderr)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def cmd_train(args) -> dict:
     from longvmnet.config import preset
     from longvmnet.data.features import FeatureCache
     from longvmnet.data.rest import ReSTData
-    from longvmnet.hub import load_model
     from longvmnet.model import LongVMNet
     from longvmnet.train import TrainConfig, Trainer
 
     data = ReSTData(args.data)
-    if args.init:  # e.g. a checkpoint whose backbone was pretrained (python -m longvmnet.recipe does this)
-        init = load_model(args.init)
-        model = LongVMNet(replace(init.config, activities=list(data.activities)))
-        model.backbone.load_state_dict(init.backbone.state_dict())
-    else:
-        model = LongVMNet(preset(args.preset, activities=list(data.activities)))
+    model = LongVMNet(preset(args.preset, activities=list(data.activities)))
     cfg = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                       continual=args.continual, method=args.method)  # fmt: skip
     cache = FeatureCache(args.cache or Path(args.data) / "cache", model)
@@ -103,10 +108,12 @@ def cmd_evaluate(args) -> dict:
     from longvmnet.evaluate import evaluate, format_table, save_json
     from longvmnet.hub import load_model
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint) if args.method != "blind" else None  # blind: no model, no video
     data = ReSTData(args.data)
     cache = (
-        FeatureCache(args.cache or Path(args.data) / "cache", model) if args.method != "longvmnet" else None
+        FeatureCache(args.cache or Path(args.data) / "cache", model)
+        if args.method not in ("longvmnet", "blind")
+        else None
     )
     result = evaluate(
         model, data, args.split, method=args.method, cache=cache, memory_frames=args.memory_frames
@@ -123,7 +130,12 @@ def cmd_probe(args) -> dict:
     from longvmnet.hub import load_model
     from longvmnet.probe import probe_tokens
 
-    model = load_model(args.checkpoint)
+    if args.backbone:
+        from longvmnet.probe import backbone_model
+
+        model = backbone_model(args.backbone, args.block, args.image_size, ReSTData(args.data).activities)
+    else:
+        model = load_model(args.checkpoint)
     train = ReSTData(args.data).split("train")
     for pool in args.pool:
         train += ReSTData(pool).split("all")
@@ -185,11 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_generate)
 
+    st = sub.add_parser("benchmark-stats", help="what a benchmark asks: object scale, durations, queries")
+    st.add_argument("data", help="benchmark folder")
+    st.add_argument("--json", default=None, help="write the figures as JSON here")
+    st.set_defaults(func=cmd_benchmark_stats)
+
     t = sub.add_parser("train", help="train Long-VMNet (or the per-query baseline) on a benchmark")
     t.add_argument("--data", required=True, help="benchmark folder (longvmnet generate)")
     t.add_argument("--out", required=True, help="checkpoint folder to write")
-    t.add_argument("--preset", default="synth")
-    t.add_argument("--init", default=None, help="checkpoint whose (pretrained) backbone to start from")
+    t.add_argument("--preset", default="lite")
     t.add_argument("--epochs", type=int, default=4)
     t.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: all epochs)")
     t.add_argument("--batch-size", type=int, default=6)
@@ -204,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", default=None)
     e.add_argument("--data", required=True)
     e.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
-    e.add_argument("--method", choices=["longvmnet", "longvmnet-cached", "baseline", "random", "uniform"],
-                   default="longvmnet")  # fmt: skip
+    methods = ["longvmnet", "longvmnet-cached", "baseline", "random", "uniform", "blind"]
+    e.add_argument("--method", choices=methods, default="longvmnet")
     e.add_argument(
         "--memory-frames", type=int, default=None, help="resize the memory (frames' worth of tokens)"
     )
@@ -215,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("probe", help="what the tokens a memory holds tell: hand and activity probes")
     r.add_argument("--checkpoint", default=None)
+    r.add_argument(
+        "--backbone",
+        default=None,
+        help="probe this ImageNet backbone's own tokens instead of a checkpoint's (tf_efficientnet_lite0-2)",
+    )
+    r.add_argument(
+        "--block", type=int, default=4, help="with --backbone: feature block (4: stride 32, 3: stride 16)"
+    )
+    r.add_argument("--image-size", type=int, default=224, help="with --backbone: frame side in pixels")
     r.add_argument("--data", required=True, help="benchmark whose training videos fit the probes")
     r.add_argument("--pool", action="append", default=[], help="another benchmark whose videos all fit too")
     r.add_argument("--eval-data", default=None, help="benchmark whose videos are scored (default: --data)")

@@ -2,14 +2,17 @@
 
 Long-VMNet runs the two stages as the paper does: one memory per video (stage 1), then every query of that
 video answered from it (stage 2); both are timed separately. The per-query baseline reads each query's own
-window in non-overlapping T-frame clips and aggregates the logits.
+window in non-overlapping T-frame clips and aggregates the logits. The blind method never looks at the video:
+it answers from the query and the training split's answers alone, the floor every table is read against.
+Every method also gets a per-activity-class table, so that classes seen only as motion stand apart.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -19,12 +22,23 @@ import torch
 from tqdm import tqdm
 
 from longvmnet.box_ops import paired_iou
+from longvmnet.config import ModelConfig
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, VideoItem
 from longvmnet.inference import answer, build_memory, crop_tokens, load_crop, scan, to_memory
 from longvmnet.memory import MemoryMeta
 from longvmnet.metrics import recall_at_kx, tiou, viou
-from longvmnet.queries import ActivityQuery, Answer, ObjectQuery, TimeQuery, collate, decode
+from longvmnet.queries import (
+    ActivityAnswer,
+    ActivityQuery,
+    Answer,
+    ObjectAnswer,
+    ObjectQuery,
+    TimeAnswer,
+    TimeQuery,
+    collate,
+    decode,
+)
 
 WINDOWS = ("short", "medium", "long")
 TABLE_KEYS = ("activity", "object", "time", "activity_r3")
@@ -33,6 +47,7 @@ TABLE_KEYS = ("activity", "object", "time", "activity_r3")
 #   object_frames_iou  IoU of the frames predicted to show it with the true frames (when)
 #   time_tiou          tIoU of the predicted span with the true one
 DIAGNOSTIC_KEYS = ("object_box_iou", "object_frames_iou", "time_tiou")
+PER_CLASS_KEYS = ("activity", "time")  # per-class table: R@1x per true class, tIoU>.3 per queried class
 
 
 def to_query(q: dict, data: ReSTData):
@@ -78,6 +93,48 @@ def diagnose(q: dict, a: Answer, object_fps: float) -> dict[str, float]:
     if q["type"] == "time":
         return {"time_tiou": tiou((a.start, a.end), (ans["start"], ans["end"]))}
     return {}
+
+
+class Blind:
+    """Answers from the query alone, with what the training split's answers teach (the videos with queries
+    when the training split has none): activity, the class frequencies of activity answers for the crop's
+    object category when it occurs there, else overall; object, the mean answer box on every frame of the
+    window; time, the median answer duration centred in the window."""
+
+    def __init__(self, data: ReSTData, object_fps: float):
+        self.activities, self.object_fps = data.activities, object_fps
+        train = [v for v in data.split("train") if v.queries] or [v for v in data.split("all") if v.queries]
+        self.overall, self.by_category = Counter(), defaultdict(Counter)
+        boxes, spans = [], []
+        for video in train:
+            for q in video.queries:
+                if q["type"] == "activity":
+                    self.overall.update(q["answer"]["activities"])
+                    self.by_category[self.category(video, q)].update(q["answer"]["activities"])
+                elif q["type"] == "object":
+                    boxes += list(q["answer"]["boxes"].values())
+                else:
+                    spans.append(q["answer"]["end"] - q["answer"]["start"])
+        self.box = np.mean(boxes, 0).round(4).tolist() if boxes else [0.25, 0.25, 0.75, 0.75]
+        self.duration = float(np.median(spans)) if spans else 30.0
+
+    @staticmethod
+    def category(video: VideoItem, q: dict) -> str | None:
+        return video.annotations["objects"].get(q.get("object"), {}).get("category")
+
+    def answer(self, video: VideoItem, q: dict) -> Answer:
+        if q["type"] == "activity":
+            counts = self.by_category.get(self.category(video, q)) or self.overall
+            total = sum(counts.values()) + len(self.activities)
+            ranked = sorted(self.activities, key=lambda a: -counts.get(a, 0))  # stable: ties in class order
+            return ActivityAnswer([(a, (counts.get(a, 0) + 1) / total) for a in ranked])
+        if q["type"] == "object":
+            fps = self.object_fps
+            first, last = math.ceil(q["start"] * fps - 1e-6), math.ceil(q["end"] * fps - 1e-6)
+            times = [f / fps for f in range(first, last)]
+            return ObjectAnswer(times, [self.box] * len(times), [1.0] * len(times))
+        centre, half = (q["start"] + q["end"]) / 2, self.duration / 2
+        return TimeAnswer(max(q["start"], centre - half), min(q["end"], centre + half), 1.0, [], [], [])
 
 
 @torch.inference_mode()
@@ -169,8 +226,12 @@ def evaluate(
     """-> {"table": {activity|object|time|activity_r3: {short|medium|long: R%}}, "counts", "stage1_s", ...}
 
     method: "longvmnet" (video decoded, real stage 1), "longvmnet-cached" (stage 1 on cached tokens),
-    "random" / "uniform" (memory selection ablations, cached), or "baseline" (per-query, cached tokens).
+    "random" / "uniform" (memory selection ablations, cached), "baseline" (per-query, cached tokens), or
+    "blind" (`Blind`: no video; `model` may be None). "per_class" holds R@1x of activity queries per true
+    class and time tIoU>.3 per queried class, with their counts.
     """
+    if method == "blind":
+        return _evaluate(model, data, split, method, cache, progress)
     original = model.config
     if memory_frames or method in ("random", "uniform"):
         selection = {"random": "random", "uniform": "uniform"}.get(method, original.selection)
@@ -186,14 +247,21 @@ def evaluate(
 def _evaluate(
     model, data: ReSTData, split: str, method: str, cache: FeatureCache | None, progress: bool
 ) -> dict:
-    model.eval()
+    object_fps = model.config.object_fps if model is not None else ModelConfig.object_fps
+    blind = Blind(data, object_fps) if method == "blind" else None
+    if model is not None:
+        model.eval()
     sums, counts = defaultdict(float), defaultdict(int)
+    class_sums, class_counts = defaultdict(float), defaultdict(int)  # keyed (query type, activity class)
     stage1 = stage2 = 0.0
     videos = [v for v in data.split(split) if v.queries]
     for video in tqdm(videos, desc=f"evaluating {method}", disable=not progress):
-        queries = [to_query(q, data) for q in video.queries]
+        queries = [to_query(q, data) for q in video.queries] if blind is None else []
         t0 = time.perf_counter()
-        if method == "baseline":
+        if blind is not None:
+            answers = [blind.answer(video, q) for q in video.queries]
+            stage2 += time.perf_counter() - t0
+        elif method == "baseline":
             answers = baseline_answers(model, cache, video, queries)
             stage2 += time.perf_counter() - t0
         else:
@@ -207,20 +275,28 @@ def _evaluate(
             stage1 += t1 - t0
             stage2 += time.perf_counter() - t1
         for q, a in zip(video.queries, answers):
-            values = score(q, a, data.activities, model.config.object_fps)
-            for key, v in (values | diagnose(q, a, model.config.object_fps)).items():
+            values = score(q, a, data.activities, object_fps)
+            for key, v in (values | diagnose(q, a, object_fps)).items():
                 sums[(key, q["window"])] += v
                 counts[(key, q["window"])] += 1
+            if q["type"] in PER_CLASS_KEYS:
+                for cls in q["answer"]["activities"] if q["type"] == "activity" else [q["activity"]]:
+                    class_sums[(q["type"], cls)] += values[q["type"]]
+                    class_counts[(q["type"], cls)] += 1
     table = {
         k: {w: round(100 * sums[(k, w)] / counts[(k, w)], 1) for w in WINDOWS if counts[(k, w)]}
         for k in TABLE_KEYS
     }
     diagnostics = {k: {w: round(sums[(k, w)] / counts[(k, w)], 3) for w in WINDOWS if counts[(k, w)]}
                    for k in DIAGNOSTIC_KEYS}  # fmt: skip
+    per_class = {k: {a: {"recall": round(100 * class_sums[(k, a)] / n, 1), "count": n}
+                     for a in data.activities if (n := class_counts[(k, a)])}
+                 for k in PER_CLASS_KEYS}  # fmt: skip
     return {"method": method, "split": split, "table": table, "diagnostics": diagnostics,
+            "per_class": per_class,
             "counts": {k: {w: counts[(k, w)] for w in WINDOWS if counts[(k, w)]} for k in TABLE_KEYS},
             "stage1_s": round(stage1, 2), "stage2_s": round(stage2, 2), "videos": len(videos),
-            "memory_tokens": model.config.memory_size}  # fmt: skip
+            "memory_tokens": model.config.memory_size if model is not None else 0}  # fmt: skip
 
 
 def format_table(result: dict) -> str:
@@ -236,6 +312,12 @@ def format_table(result: dict) -> str:
         rows.append(f"{names[k]:<18}" + "".join(f"{t[k].get(w, float('nan')):>9.1f}" for w in WINDOWS))
     for k, per_window in result.get("diagnostics", {}).items():
         rows.append(f"{k:<18}" + "".join(f"{per_window.get(w, float('nan')):>9.3f}" for w in WINDOWS))
+    per_class = result.get("per_class", {})
+    if any(per_class.values()):
+        rows.append(f"{'per class':<18}{'R@1x':>9}{'n':>6}{'tIoU>.3':>9}{'n':>6}")
+        for a in dict.fromkeys([*per_class.get("activity", {}), *per_class.get("time", {})]):
+            cells = [per_class[k].get(a, {"recall": float("nan"), "count": 0}) for k in PER_CLASS_KEYS]
+            rows.append(f"{a:<18}" + "".join(f"{c['recall']:>9.1f}{c['count']:>6}" for c in cells))
     rows.append(f"stage 1: {result['stage1_s']:.1f} s   stage 2: {result['stage2_s']:.1f} s   "
                 f"({result['videos']} videos, {result['method']})")  # fmt: skip
     return "\n".join(rows)
@@ -245,5 +327,6 @@ def save_json(result: dict, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     out = {k: result["table"][k] for k in TABLE_KEYS}
     out.update({"stage1_s": result["stage1_s"], "stage2_s": result["stage2_s"], "method": result["method"],
-                "counts": result["counts"], "diagnostics": result.get("diagnostics", {})})  # fmt: skip
+                "counts": result["counts"], "diagnostics": result.get("diagnostics", {}),
+                "per_class": result.get("per_class", {})})  # fmt: skip
     Path(path).write_text(json.dumps(out, indent=2))

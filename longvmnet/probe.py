@@ -31,9 +31,77 @@ from tqdm import tqdm
 
 from longvmnet.data.benchmark import patch_labels
 from longvmnet.data.features import FeatureCache
-from longvmnet.data.rest import VideoItem, patch_activities
+from longvmnet.data.rest import ReSTData, VideoItem, patch_activities
 from longvmnet.evaluate import memory_from_cache
-from longvmnet.pretrain import rank_auc
+from longvmnet.video import iter_frames
+
+
+def rank_auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties counted half (the Mann-Whitney statistic)."""
+    from scipy.stats import rankdata
+
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+    if not len(pos) or not len(neg):
+        return float("nan")
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+@torch.inference_mode()
+def instance_auc(model, data: ReSTData, split: str, *, fps: float = 0.1, progress: bool = True) -> float:
+    """How well the frozen backbone's tokens tell object instances apart, with no training: for each object
+    crop of the split's videos, the cosine similarity between the mean of the crop's middle tokens
+    (`LongVMNet.crop_centre`) and each frame token inside an object's box ranks the crop's own object above
+    the others (rank AUC, averaged over crops; 0.5 is chance). Frames at `fps`."""
+    from longvmnet.inference import crop_images, load_crop
+
+    net, c = model.backbone, model.config
+    centres = (np.arange(c.grid) + 0.5) / c.grid
+    xs, ys = (a.ravel() for a in np.meshgrid(centres, centres))
+    aucs = []
+    for video in tqdm(data.split(split), desc="instance AUC", unit="video", disable=not progress):
+        ann = video.annotations
+        shots = list(iter_frames(video.path, fps, (c.image_size, c.image_size)))
+        tokens = F.normalize(net(torch.from_numpy(np.stack([f for _, f in shots]))), dim=-1)
+        for oid, crops in ann["crops"].items():
+            if not crops:
+                continue
+            raw = net(crop_images(model, [load_crop(data.path(crops[0]["file"]))]))  # before the projection
+            query = F.normalize(model.crop_centre(raw)[0, 0], dim=-1)
+            pos, neg = [], []
+            for (t, _), tok in zip(shots, tokens):
+                idx = min(int(round(t * ann["fps"])), len(ann["actor"]["boxes"]) - 1)
+                for other, o in ann["objects"].items():
+                    b = o["boxes"][idx]
+                    if b is None:
+                        continue
+                    inside = (xs >= b[0]) & (xs < b[2]) & (ys >= b[1]) & (ys < b[3])
+                    if inside.any():  # the box covers a patch centre
+                        (pos if other == oid else neg).append((tok[torch.from_numpy(inside)] @ query).numpy())
+            if pos and neg:  # the object was seen at the sampled times
+                aucs.append(rank_auc(np.concatenate(pos), np.concatenate(neg)))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def backbone_model(backbone: str, block: int, image_size: int, activities: list[str]):
+    """An untrained model whose memory tokens are the ImageNet backbone's own (the projection is the
+    identity), to probe a backbone before any training: timm `backbone` with its package weights, feature
+    block `block` (4: stride 32; 3: stride 16), frames of `image_size` pixels."""
+    import timm
+
+    from longvmnet.config import preset
+    from longvmnet.model import LongVMNet
+
+    info = timm.create_model(backbone, features_only=True, out_indices=[block]).feature_info
+    dim, stride = info.channels()[-1], info.reduction()[-1]
+    config = preset("lite", backbone=backbone, backbone_kwargs={"features_only": True, "out_indices": [block]},
+                    image_size=image_size, grid=image_size // stride, backbone_dim=dim, d_model=dim,
+                    activities=list(activities))  # fmt: skip
+    model = LongVMNet(config)
+    with torch.no_grad():
+        model.proj[1].weight.copy_(torch.eye(dim))
+        model.proj[1].bias.zero_()
+    return model.eval()
 
 
 class ProbeError(ValueError):
@@ -229,6 +297,11 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
     def accuracy(net, x, y) -> float:
         return round((net(x).argmax(-1) == y).float().mean().item(), 4) if len(y) else float("nan")
 
+    def per_class(net, x, y) -> dict[str, float]:  # accuracy over the tokens of each true class
+        hit = net(x).argmax(-1) == y
+        names = model.config.activities
+        return {names[c]: round(hit[y == c].float().mean().item(), 4) for c in y.unique().tolist()}
+
     with torch.inference_mode():
         score = hand(ev["hand_x"]).log_softmax(-1)[:, 1].numpy()
         on_hand = ev["hand_y"].bool().numpy()
@@ -236,6 +309,7 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
         return {
             "hand_auc": round(rank_auc(score[on_hand], score[~on_hand]), 4),
             "token_activity_accuracy": accuracy(token, ev["token_x"], ev["token_y"]),
+            "token_activity_accuracy_per_class": per_class(token, ev["token_x"], ev["token_y"]),
             "segment_activity_accuracy": accuracy(segment, scale["segment"](ev["segment_x"]), ev["segment_y"]),
             "trajectory_activity_accuracy": accuracy(
                 trajectory, scale["trajectory"](ev["trajectory_x"]), ev["segment_y"]
@@ -253,3 +327,56 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
                         for key in ("hand", "token", "segment")}
             | {"train_hand_tokens": int(tr["hand_y"].sum()), "scored_hand_tokens": int(on_hand.sum())},
         }  # fmt: skip
+
+
+# timm backbone, feature block, frame side: the candidates for the default preset's tokens (7 x 7 each)
+BACKBONE_CANDIDATES = [
+    ("tf_efficientnet_lite0", 4, 224),
+    ("tf_efficientnet_lite0", 3, 112),
+    ("tf_efficientnet_lite1", 4, 224),
+    ("tf_efficientnet_lite2", 4, 224),
+]
+
+
+@torch.inference_mode()
+def frames_per_second(model, batch: int = 16, repeats: int = 4) -> float:
+    """The backbone's throughput on this machine (random frames, after one warm-up batch)."""
+    import time
+
+    size = model.config.image_size
+    frames = torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8)
+    model.embed_frames(frames)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model.embed_frames(frames)
+    return round(batch * repeats / (time.perf_counter() - start), 1)
+
+
+def compare_backbones(cache_root, train: list[VideoItem], scored: list[VideoItem], activities: list[str], *,
+                      candidates=BACKBONE_CANDIDATES, steps: int = 1500, progress: bool = True) -> list[dict]:  # fmt: skip
+    """The token probes and frames/s of each candidate ImageNet backbone whose weight package is installed
+    (its own tokens, no training). -> one row per candidate: backbone, block, image_size, tokens, channels,
+    frames_per_s, the probe figures (or `missing`: the package to install)."""
+    from longvmnet.backbone import PACKAGE_WEIGHTS, BackboneError
+
+    rows = []
+    for name, block, size in candidates:
+        row = {"backbone": name, "block": block, "image_size": size}
+        try:
+            model = backbone_model(name, block, size, activities)
+        except BackboneError:
+            rows.append(row | {"missing": PACKAGE_WEIGHTS[name][0]})
+            continue
+        c = model.config
+        row |= {
+            "tokens": f"{c.grid}x{c.grid}",
+            "channels": c.backbone_dim,
+            "frames_per_s": frames_per_second(model),
+        }
+        result = probe_tokens(
+            model, FeatureCache(cache_root, model), train, scored, steps=steps, progress=progress
+        )
+        rows.append(row | {k: result[k] for k in ("hand_auc", "token_activity_accuracy",
+                                                  "token_activity_accuracy_per_class", "segment_activity_accuracy",
+                                                  "activity_chance")})  # fmt: skip
+    return rows

@@ -1,6 +1,6 @@
 """The whole recipe behind the bundled checkpoint, one command, resumable stage by stage:
 
-  generate data [and a pool of other scenes] -> pretrain the backbone -> train Long-VMNet, the per-query
+  generate data -> cache the frozen ImageNet backbone's tokens -> train Long-VMNet, the per-query
   baseline and the ablations (same budget) -> [optionally train Long-VMNet on] -> evaluate on the held-out
   test videos -> memory-size sweep -> a freshly generated benchmark -> report and model card -> checkpoint.
 
@@ -66,15 +66,6 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--videos", type=int, default=7)
     p.add_argument("--minutes", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pretrain-steps", type=int, default=400)
-    p.add_argument(
-        "--pool-videos",
-        type=int,
-        default=0,
-        help="pretrain the backbone on the frames of this many 1-minute videos of other scenes (seed + 1000) "
-        "too, with object windows and hue and activity labels (README: tried since); 0: the bundled "
-        "checkpoint's pretraining, on the training videos' frames",
-    )
     p.add_argument("--steps", type=int, default=500, help="training steps of every variant (same budget)")
     p.add_argument(
         "--bundle-steps",
@@ -83,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="ship Long-VMNet trained on to this many steps (default: the same-budget model; 1200 steps "
         "scored higher on the test split but far lower on a fresh benchmark)",
     )
+    p.add_argument("--val-every", type=int, default=100, help="steps between validations (best model kept)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"of {','.join(VARIANTS)}")
     p.add_argument("--sweep", default="4,8,16,32", help="memory sizes in frames' worth of tokens")
     p.add_argument(
@@ -91,13 +83,15 @@ def main(argv: list[str] | None = None) -> dict:
         default=3,
         help="videos of a second benchmark (seed + 1) the model never saw, evaluated with --split all",
     )
-    p.add_argument("--preset", default="synth")
+    p.add_argument("--preset", default="lite")
+    p.add_argument("--compare-backbones", type=int, default=1,
+                   help="probe the candidate ImageNet backbones' tokens for the card (0: skip)")  # fmt: skip
+    p.add_argument("--compare-videos", type=int, default=3, help="training videos the backbone probes fit on")
     p.add_argument("--out", default=str(ROOT / "checkpoints" / "longvmnet-synth"))
     p.add_argument("--tiny", action="store_true", help="seconds-fast settings for tests")
     args = p.parse_args(argv)
     if args.tiny:
-        args.videos, args.minutes, args.pretrain_steps, args.steps, args.sweep = 3, 1.0, 3, 3, "2,4"
-        args.pool_videos = min(args.pool_videos, 2)
+        args.videos, args.minutes, args.steps, args.sweep = 3, 1.0, 3, "2,4"
         args.fresh_videos, args.bundle_steps = min(args.fresh_videos, 1), 5
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -117,33 +111,24 @@ def main(argv: list[str] | None = None) -> dict:
     if args.tiny:
         config = preset("tiny", activities=list(data.activities))
 
-    pool_dir = work / "pool"
+    results_path = work / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
 
-    @stage("generate the pretraining pool", pool_dir / "benchmark.json")
-    def generate_pool():  # scenes the benchmark never shows: our stand-in for ImageNet's variety
-        from longvmnet.data.synth import generate
+    def record(key: str, fn):
+        if key not in results:
+            print(f"[recipe] evaluate {key} ...")
+            results[key] = fn()
+            print(format_table(results[key]) if "table" in results[key] else results[key])
+            results_path.write_text(json.dumps(results, indent=2))
 
-        generate(pool_dir, videos=args.pool_videos, minutes=1.0, seed=args.seed + 1000, split=(1.0, 0.0, 0.0),
-                 activity_share=0.5)  # fmt: skip
+    if args.compare_backbones:  # the candidates' own tokens, probed on the same few videos (model card table)
+        from longvmnet.probe import BACKBONE_CANDIDATES, compare_backbones
 
-    if args.pool_videos:
-        generate_pool()
-
-    @stage("pretrain backbone", work / "backbone" / "model.safetensors")
-    def pretrain():
-        from longvmnet.pretrain import LABELS, pretrain_backbone
-
-        model = LongVMNet(config)
-        if args.pool_videos:
-            losses = pretrain_backbone(model, data, pool=ReSTData(pool_dir), zoom=0.5, labels=tuple(LABELS),
-                                       steps=args.pretrain_steps)  # fmt: skip
-        else:
-            losses = pretrain_backbone(model, data, steps=args.pretrain_steps)
-        model.save_pretrained(work / "backbone")
-        (work / "backbone" / "losses.json").write_text(json.dumps(losses))
-
-    pretrain()
-    base = load_model(work / "backbone")
+        few = {"candidates": BACKBONE_CANDIDATES[1:2], "steps": 50} if args.tiny else {}  # the fastest one
+        train, scored = data.split("train")[: args.compare_videos], data.split("test")[:2]
+        record("backbones", lambda: {"rows": compare_backbones(work / "cache", train, scored, data.activities,
+                                                               **few)})  # fmt: skip
+    base = LongVMNet(config)  # the frozen backbone every variant shares (ImageNet weights, no training)
     cache = FeatureCache(work / "cache", base)
     variants = [v for v in args.variants.split(",") if v]
     for name in variants:
@@ -153,8 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
         def train_variant(name=name, train_changes=train_changes, model_changes=model_changes):
             torch.manual_seed(args.seed)
             model = LongVMNet(replace(config, **model_changes))
-            model.backbone.load_state_dict(base.backbone.state_dict())
-            cfg = TrainConfig(max_steps=args.steps, epochs=10**6, seed=args.seed, **train_changes)
+            cfg = TrainConfig(max_steps=args.steps, epochs=10**6, seed=args.seed, val_every=args.val_every,
+                              **train_changes)  # fmt: skip
             Trainer(model, data, cache, cfg, work / name).run()
 
         train_variant()
@@ -172,17 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
             Trainer(model, data, cache, cfg, bundle).run()
 
         train_bundled()
-    results_path = work / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-
-    def record(key: str, fn):
-        if key not in results:
-            print(f"[recipe] evaluate {key} ...")
-            results[key] = fn()
-            print(format_table(results[key]) if "table" in results[key] else results[key])
-            results_path.write_text(json.dumps(results, indent=2))
-
-    from longvmnet.pretrain import instance_auc
+    from longvmnet.probe import instance_auc
 
     record("backbone", lambda: {"instance_auc": instance_auc(base, data, "test")})
     main_model = lambda: load_model(work / "longvmnet")  # noqa: E731

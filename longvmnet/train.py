@@ -61,6 +61,9 @@ class TrainConfig:
     scan_every: int = 100  # steps between rescans of the training videos with the current sampler
     method: str = "longvmnet"  # or "baseline": no memory, the query's own clip only
     max_steps: int = 0  # stop early after this many steps in total (0: all epochs)
+    warmup: int = 50  # steps of linear learning-rate warm-up, then a cosine decay to `lr_floor` x the rate
+    lr_floor: float = 0.1
+    val_every: int = 0  # steps between validations on the val split (0: none); the best model is kept
     save_every: int = 50  # steps between resumable states
     seed: int = 0
 
@@ -98,10 +101,13 @@ class Trainer:
             [{"params": sampler_params, "lr": cfg.lr_sampler}, {"params": rest, "lr": cfg.lr}],
             weight_decay=cfg.weight_decay,
         )
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
         self.log: list[dict] = []
+        self.val_log: list[dict] = []  # {"step", "score", "table"} per validation
+        self.best: tuple[float, dict] | None = None  # (validation score, model state) of the best so far
         self.feats: dict[str, VideoFeatures] = {}
         self.crops: dict[str, torch.Tensor] = {}
         self.relevance: dict[str, np.ndarray] = {}  # video -> (frames, p) tokens that show an activity
@@ -329,6 +335,37 @@ class Trainer:
             return None  # start or end outside this clip: no cross-entropy target
         return targets(q, grid, self.data.activities, fps)
 
+    # ------------------------------------------------------------------ schedule and validation
+    def set_lr(self, total: int) -> None:
+        """Linear warm-up over `warmup` steps, then cosine decay to `lr_floor` of each group's rate."""
+        cfg, step = self.cfg, self.step
+        if step < cfg.warmup:
+            factor = (step + 1) / cfg.warmup
+        else:
+            done = (step - cfg.warmup) / max(total - cfg.warmup, 1)
+            factor = cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + np.cos(np.pi * min(done, 1.0)))
+        for group, base in zip(self.opt.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+
+    def validate(self) -> None:
+        """Score the val split from memories built on cached tokens (as stage 1 does); keep the best model.
+        The score is the mean of the table's cells (activity R@1x, object and time, every window)."""
+        from longvmnet.evaluate import evaluate
+
+        was_training = self.model.training
+        result = evaluate(
+            self.model, self.data, "val", method="longvmnet-cached", cache=self.cache, progress=False
+        )
+        self.model.train(was_training)
+        cells = [v for k in ("activity", "object", "time") for v in result["table"].get(k, {}).values()]
+        score = float(np.mean(cells)) if cells else 0.0
+        self.val_log.append({"step": self.step, "score": score, "table": result["table"]})
+        if self.best is None or score > self.best[0]:
+            self.best = (score, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+
+    def has_val(self) -> bool:
+        return self.cfg.val_every > 0 and any(v.queries for v in self.data.split("val"))
+
     # ------------------------------------------------------------------ loop, saving, resuming
     def total_steps(self) -> int:
         per_epoch = self.steps_per_epoch()
@@ -345,7 +382,8 @@ class Trainer:
              "history": {k: [q["id"] for q in v] for k, v in history.items()},
              "scans": {k: (torch.from_numpy(f), torch.from_numpy(p)) for k, (f, p) in self.scans.items()},
              "scanned_at": self.scanned_at,
-             "log": json.dumps(self.log), "config": json.dumps(asdict(self.cfg))},
+             "log": json.dumps(self.log), "config": json.dumps(asdict(self.cfg)),
+             "val_log": json.dumps(self.val_log), "best": self.best},
             state_dir / "trainer.pt.tmp",
         )  # fmt: skip
         (state_dir / "trainer.pt.tmp").replace(state_dir / "trainer.pt")
@@ -363,6 +401,8 @@ class Trainer:
         self.opt.load_state_dict(st["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
         self.log = json.loads(st["log"])
+        self.val_log = json.loads(st.get("val_log", "[]"))
+        self.best = st.get("best")
         by_id = {q["id"]: q for v in self.videos for q in v.queries}
         bank = {k: (f.numpy(), p.numpy()) for k, (f, p) in st["bank"].items()}
         self.scans = {k: (f.numpy(), p.numpy()) for k, (f, p) in st.get("scans", {}).items()}
@@ -394,6 +434,7 @@ class Trainer:
                 if (self.cfg.method != "baseline" and self.cfg.scan_share > 0
                         and (not self.scans or self.step - self.scanned_at >= self.cfg.scan_every)):  # fmt: skip
                     self.rescan()
+                self.set_lr(total)
                 step_rng = random.Random(self.cfg.seed * 7919 + self.step)
                 random.seed(self.cfg.seed * 104729 + self.step)
                 logs = self.train_step(batches[b], bank, history, step_rng)
@@ -402,6 +443,8 @@ class Trainer:
                 self.log.append({"step": self.step, "epoch": self.epoch, **logs})
                 bar.update(1)
                 bar.set_postfix(loss=f"{logs['loss']:.3f}")
+                if self.has_val() and self.step % self.cfg.val_every == 0:
+                    self.validate()
                 if self.step % self.cfg.save_every == 0:
                     self.save_state(bank, history)
             else:
@@ -409,8 +452,44 @@ class Trainer:
                 self.batch_in_epoch = 0
         bar.close()
         self.save_state(bank, history)
+        if self.has_val() and (not self.val_log or self.val_log[-1]["step"] != self.step):
+            self.validate()
+        if self.best is not None:  # ship the best validated model, not merely the last
+            self.model.load_state_dict(self.best[1])
         self.model.eval()
         self.model.save_pretrained(self.out)
+        best_step = max(self.val_log, key=lambda v: v["score"])["step"] if self.val_log else self.step
         (self.out / "train_log.json").write_text(json.dumps({"config": asdict(self.cfg), "log": self.log,
+                                                              "validation": self.val_log, "best_step": best_step,
                                                               "seconds": time.perf_counter() - start}))  # fmt: skip
+        plot_curves(self.log, self.val_log, self.out / "loss_curves.png")
         return self.log
+
+
+def plot_curves(log: list[dict], val_log: list[dict], path: Path) -> None:
+    """Training loss and its terms (moving mean over 20 steps) and the validation score, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not log:
+        return
+    fig, (ax, av) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = np.array([r["step"] for r in log])
+    keys = ["loss"] + sorted({k for r in log for k in r} - {"step", "epoch", "loss", "answered"})
+    for key in keys:
+        y = np.array([r.get(key, np.nan) for r in log], dtype=float)
+        ok = np.isfinite(y)
+        if ok.sum() >= 2:
+            kernel = np.ones(min(20, int(ok.sum()))) / min(20, int(ok.sum()))
+            ax.plot(steps[ok][len(kernel) - 1 :], np.convolve(y[ok], kernel, "valid"), label=key,
+                    lw=2 if key == "loss" else 1)  # fmt: skip
+    ax.set(xlabel="step", ylabel="loss (moving mean of 20 steps)", yscale="log", title="training")
+    ax.legend(fontsize=7)
+    if val_log:
+        av.plot([v["step"] for v in val_log], [v["score"] for v in val_log], "o-")
+    av.set(xlabel="step", ylabel="mean of the table's cells (%)", title="validation (val split)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,14 +1,17 @@
-"""Evaluation end to end on a generated benchmark, the feature cache, and the recipe's smallest setting."""
+"""Evaluation end to end on a generated benchmark, the feature cache, the blind method, the per-class table,
+and the recipe's smallest setting."""
 
 import json
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from longvmnet import cli
 from longvmnet.data.features import FeatureCache
-from longvmnet.data.rest import ReSTData
-from longvmnet.evaluate import DIAGNOSTIC_KEYS, TABLE_KEYS, diagnose, evaluate, score
+from longvmnet.data.rest import ReSTData, VideoItem
+from longvmnet.evaluate import DIAGNOSTIC_KEYS, TABLE_KEYS, Blind, diagnose, evaluate, format_table, score
 from longvmnet.hub import load_model
 from longvmnet.queries import ActivityAnswer, ObjectAnswer, TimeAnswer
 
@@ -88,7 +91,7 @@ def test_evaluate_cli_writes_json(tiny_benchmark, tiny_checkpoint, tmp_path, cap
 def test_recipe_smallest_setting(tmp_path):
     from longvmnet.recipe import main
 
-    results = main(["--tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ckpt"), "--pool-videos", "2",
+    results = main(["--tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ckpt"),
                     "--variants", "longvmnet,baseline,no_continual,random_memory,centre"])  # fmt: skip
     assert {
         "longvmnet",
@@ -105,10 +108,93 @@ def test_recipe_smallest_setting(tmp_path):
     card = (tmp_path / "ckpt" / "README.md").read_text()
     assert card.startswith("---\nlicense: apache-2.0") and "| Long-VMNet |" in card
     assert "| Long-VMNet, fresh benchmark" in card and "trained with random token selection" in card
-    assert "AUC" in card and 0.0 <= results["backbone"]["instance_auc"] <= 1.0 and "pool of 2" in card
+    assert "AUC" in card and 0.0 <= results["backbone"]["instance_auc"] <= 1.0
+    (probed,) = results["backbones"]["rows"]  # the fastest candidate, its own tokens probed
+    assert probed["tokens"] == "7x7" and probed["channels"] == 112 and probed["frames_per_s"] > 0
+    assert (
+        0.0 <= probed["token_activity_accuracy"] <= 1.0
+        and "| `tf_efficientnet_lite0` (3, 112) | 7x7 x 112 |" in card
+    )
     assert "centre" in results and "| Crops fused by their middle tokens" in card
     diagnostics = card.split("| method | object_box_iou short")[1].split("\n\n")[0].splitlines()[2:]
     rows = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ")[1:] for line in diagnostics}
     assert {"Long-VMNet", "Per-query baseline"} <= set(rows)
     assert len(rows["Long-VMNet"]) == 9 and all(0.0 <= float(v) <= 1.0 for v in rows["Long-VMNet"])
     assert load_model(tmp_path / "ckpt").config.grid == 4
+
+
+class _Data:
+    """Just what `Blind` reads of a ReSTData: activities and split(name)."""
+
+    activities = ["a", "b", "c"]
+
+    def __init__(self, videos: list[VideoItem]):
+        self.videos = videos
+
+    def split(self, name: str) -> list[VideoItem]:
+        return [v for v in self.videos if name in ("all", v.split)]
+
+
+def test_blind_answers_from_the_training_split():
+    objects = {"o1": {"category": "cup"}, "o2": {"category": "pan"}}
+    train = VideoItem("v0", Path("v0.mp4"), 300.0, "train", {"objects": objects}, [
+        {"type": "activity", "object": "o1", "answer": {"activities": ["b"]}},
+        {"type": "activity", "object": "o1", "answer": {"activities": ["b", "c"]}},
+        {"type": "activity", "object": "o2", "answer": {"activities": ["a"]}},
+        {"type": "object", "answer": {"boxes": {"1.0": [0.0, 0.0, 0.2, 0.2], "1.2": [0.2, 0.2, 0.4, 0.4]}}},
+        *({"type": "time", "answer": {"start": 0.0, "end": d}} for d in (10.0, 20.0, 60.0)),
+    ])  # fmt: skip
+    unseen = {"objects": {"o3": {"category": "cup"}, "o4": {"category": "bowl"}}}
+    test = VideoItem("v1", Path("v1.mp4"), 300.0, "test", unseen)
+    blind = Blind(_Data([train, test]), object_fps=5)
+    cup = blind.answer(test, {"type": "activity", "object": "o3"}).activities
+    assert cup == [("b", pytest.approx(3 / 6)), ("c", pytest.approx(2 / 6)), ("a", pytest.approx(1 / 6))]
+    bowl = blind.answer(test, {"type": "activity", "object": "o4"}).activities  # unseen category: overall
+    assert [a for a, _ in bowl] == ["b", "a", "c"] and bowl[0][1] == pytest.approx(3 / 7)
+    obj = blind.answer(test, {"type": "object", "start": 1.0, "end": 1.5})
+    assert obj.times == pytest.approx([1.0, 1.2, 1.4]) and obj.present() == [0, 1, 2]
+    assert obj.boxes[0] == pytest.approx([0.1, 0.1, 0.3, 0.3])
+    span = blind.answer(test, {"type": "time", "start": 100.0, "end": 200.0})
+    assert (span.start, span.end) == (140.0, 160.0)  # the median duration, centred
+    span = blind.answer(test, {"type": "time", "start": 0.0, "end": 8.0})
+    assert (span.start, span.end) == (0.0, 8.0)  # clipped to the window
+
+
+def _check_per_class(result: dict, data: ReSTData) -> None:
+    """Per-class counts match the queries; their weighted mean is the table's mean over all windows."""
+    queries = [q for v in data.split("all") for q in v.queries]
+    per_class = result["per_class"]
+    want = Counter(a for q in queries if q["type"] == "activity" for a in q["answer"]["activities"])
+    assert {a: c["count"] for a, c in per_class["activity"].items()} == dict(want)
+    want = Counter(q["activity"] for q in queries if q["type"] == "time")
+    assert {a: c["count"] for a, c in per_class["time"].items()} == dict(want)
+    time_mean = sum(c["recall"] * c["count"] for c in per_class["time"].values()) / sum(want.values())
+    table = sum(result["table"]["time"][w] * n for w, n in result["counts"]["time"].items())
+    assert time_mean == pytest.approx(table / sum(want.values()), abs=0.2)
+    rows = format_table(result).split("per class")[1].splitlines()[1:-1]
+    assert {r.split("  ")[0].strip() for r in rows} == set(per_class["activity"]) | set(per_class["time"])
+
+
+@pytest.mark.parametrize("method", ["blind", "uniform"])
+def test_per_class_table(tiny_benchmark, tiny_checkpoint, tmp_path, method):
+    data = ReSTData(tiny_benchmark)
+    model = load_model(tiny_checkpoint) if method != "blind" else None
+    cache = FeatureCache(tmp_path, model) if model is not None else None
+    result = evaluate(model, data, "all", method=method, cache=cache, progress=False)
+    _check_per_class(result, data)
+    if method == "blind":
+        assert result["stage1_s"] == 0.0 and result["memory_tokens"] == 0
+        n = sum(len(v.queries) for v in data.split("all"))
+        assert sum(sum(result["counts"][k].values()) for k in ("activity", "object", "time")) == n
+
+
+def test_evaluate_blind_cli_needs_no_checkpoint(tiny_benchmark, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LONGVMNET_CHECKPOINT", str(tmp_path / "nowhere"))  # never loaded
+    out = tmp_path / "blind.json"
+    code = cli.main(["evaluate", "--data", str(tiny_benchmark), "--split", "all", "--method", "blind",
+                     "--json", str(out)])  # fmt: skip
+    assert code == 0
+    saved = json.loads(out.read_text())
+    assert saved["method"] == "blind" and set(TABLE_KEYS) <= set(saved)
+    assert set(saved["per_class"]) == {"activity", "time"} and saved["per_class"]["activity"]
+    assert "per class" in capsys.readouterr().err

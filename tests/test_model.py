@@ -260,4 +260,4 @@ def test_pointer_reads_matching_tokens_near_each_time():
 
 
 def test_pointer_is_opt_in():
-    assert not preset("paper").pointer and not preset("synth").pointer and preset("tiny").pointer
+    assert not preset("paper").pointer and not preset("lite").pointer and preset("tiny").pointer

@@ -167,3 +167,39 @@ def test_scan_share_answers_from_the_full_scan_memory(tiny_benchmark, tmp_path):
     assert torch.equal(mixed["times"][0], torch.from_numpy(tr.feats[video.id].times[f]).float())
     assert torch.equal(mixed["rows"][0] * g + mixed["cols"][0], torch.from_numpy(pos))
     assert prov[0][0] is f and (memory["times"] == -1).all()  # provenance follows; the input is untouched
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor(tiny_benchmark, tmp_path):
+    tr = make_trainer(tiny_benchmark, tmp_path, warmup=10, lr_floor=0.1, lr=1e-3, lr_sampler=2e-3)
+    rates = {}
+    for step in (0, 9, 60, 110):
+        tr.step = step
+        tr.set_lr(total=110)
+        rates[step] = [g["lr"] for g in tr.opt.param_groups]
+    assert rates[0] == pytest.approx([2e-4, 1e-4]) and rates[9] == pytest.approx([2e-3, 1e-3])
+    assert rates[60] == pytest.approx([1.1e-3, 0.55e-3]) and rates[110] == pytest.approx([2e-4, 1e-4])
+
+
+def test_validation_keeps_the_best_model_and_plots_the_curves(tiny_benchmark, tmp_path, monkeypatch):
+    """Validated every 2 steps with scores 10, 30, 20: the saved model is the one of step 4, not the last."""
+    import longvmnet.evaluate
+
+    scores = iter([10.0, 30.0, 20.0])
+    snapshots = {}
+
+    def fake_evaluate(model, data, split, **kwargs):
+        snapshots[tr.step] = {k: v.clone() for k, v in model.state_dict().items()}
+        s = next(scores)
+        return {"table": {"activity": {"short": s}, "object": {"short": s}, "time": {"short": s}}}
+
+    monkeypatch.setattr(longvmnet.evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(Trainer, "has_val", lambda self: True)
+    tr = make_trainer(tiny_benchmark, tmp_path, epochs=100, batch_size=2, max_steps=6, val_every=2, warmup=2)
+    tr.run(progress=False)
+    assert [v["step"] for v in tr.val_log] == [2, 4, 6] and [v["score"] for v in tr.val_log] == [10, 30, 20]
+    saved = LongVMNet.from_pretrained(str(tmp_path / "out")).state_dict()
+    assert all(torch.equal(saved[k], snapshots[4][k]) for k in saved)
+    assert not all(torch.equal(saved[k], snapshots[6][k]) for k in saved)
+    log = __import__("json").loads((tmp_path / "out" / "train_log.json").read_text())
+    assert log["best_step"] == 4 and len(log["validation"]) == 3
+    assert (tmp_path / "out" / "loss_curves.png").stat().st_size > 5000
