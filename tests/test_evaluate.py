@@ -109,6 +109,9 @@ def test_recipe_smallest_setting(tmp_path):
     assert card.startswith("---\nlicense: apache-2.0") and "| Long-VMNet |" in card
     assert "| Long-VMNet, fresh benchmark" in card and "trained with random token selection" in card
     assert "AUC" in card and 0.0 <= results["backbone"]["instance_auc"] <= 1.0
+    assert results["blind"]["method"] == "blind" and "| Blind (the query alone" in card
+    assert "| class | Long-VMNet: activity / time | Per-query baseline: activity / time |" in card
+    assert "## The benchmark (version 2)" in card and "## Choosing the backbone" in card
     (probed,) = results["backbones"]["rows"]  # the fastest candidate, its own tokens probed
     assert probed["tokens"] == "7x7" and probed["channels"] == 112 and probed["frames_per_s"] > 0
     assert (
