@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,7 +109,10 @@ def test_bundled_checkpoint_is_the_imagenet_backbone_and_loads_without_the_packa
     images = photo_batch("coffee", "rocket")
     monkeypatch.setitem(sys.modules, PACKAGE_MODULE, None)
     bundled = load_model(DEFAULT_CHECKPOINT)
-    c = bundled.config
-    assert c.backbone.startswith("tf_efficientnet_lite") and c.backbone_pretrained
+    saved = json.loads((Path(DEFAULT_CHECKPOINT) / "config.json").read_text())
+    assert saved["backbone"].startswith("tf_efficientnet_lite") and saved["backbone_pretrained"]
+    assert (
+        bundled.config.backbone == saved["backbone"]
+    )  # built without the weights: the checkpoint holds them
     assert torch.equal(bundled.backbone.net.conv_stem.weight, fresh.net.conv_stem.weight)
     assert torch.equal(bundled.backbone(images), fresh(images))
