@@ -16,6 +16,10 @@ The hand tells *when* something happens; the class is what activity and time que
 k, every token also carries its change from the same patch k scanned frames before and after: the only
 motion a single token of a memory could be given.
 
+Backbones are measured the same way before any training: `backbone_model` gives an ImageNet backbone's own
+tokens (identity projection) and `compare_backbones` probes each candidate with its frames/s (the model
+card's table); `instance_auc` asks whether a crop's tokens find its own object among the others.
+
 Letters: n frames, p tokens per frame, d width.
 """
 

@@ -9,6 +9,9 @@ paper's end-to-end gradient: an auxiliary target on the sampler's scores (`sampl
 frame lies in an activity segment and whose patch shows its object or the hand (`rest.token_relevance`).
 Opt-in (`scan_share`, off by default): a share of the queries is answered from a memory built by a full scan
 of its video with the current sampler, as at inference, rather than right after its clip was written.
+The learning rate warms up linearly, then decays on a cosine; with `val_every` the val split is scored every
+so many steps (memories built on cached tokens, as stage 1 builds them) and the best model is the one saved;
+`loss_curves.png` plots the loss terms and the validation score.
 
 Letters: b batch (videos), m memory, k clip tokens, p tokens per frame, c backbone channels.
 """
