@@ -4,7 +4,7 @@
   baseline and the ablations (same budget) -> [optionally train Long-VMNet on] -> evaluate on the held-out
   test videos -> memory-size sweep -> a freshly generated benchmark -> report and model card -> checkpoint.
 
-    python -m longvmnet.recipe [--videos 7 --minutes 20 --steps 500 --bundle-steps 0] [--tiny]
+    python -m longvmnet.recipe [--videos 16 --minutes 20 --steps 500 --bundle-steps 0] [--tiny]
 
 Every stage writes its output under --work (default runs/recipe) and is skipped when that output exists.
 """

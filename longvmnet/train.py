@@ -360,6 +360,7 @@ class Trainer:
             self.model, self.data, "val", method="longvmnet-cached", cache=self.cache, progress=False
         )
         self.model.train(was_training)
+        self.model._fingerprint = None  # hashed by the evaluation; the weights change with the next step
         cells = [v for k in ("activity", "object", "time") for v in result["table"].get(k, {}).values()]
         score = float(np.mean(cells)) if cells else 0.0
         self.val_log.append({"step": self.step, "score": score, "table": result["table"]})
