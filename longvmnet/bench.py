@@ -1,7 +1,7 @@
 """`longvmnet bench`: the speed benchmark, in one process and one run (ratios, since machines are noisy).
 
 1. ReST-shaped workload: Long-VMNet's stage 1 and stage 2 against the per-query baseline, which decodes each
-   query's window, runs the backbone on it and the encoder-decoder per T-frame clip (evaluate.baseline_answer).
+   query's window, runs the backbone on it and the encoder-decoder per T-frame clip (ladder.baseline_answer).
    Speedup as in the paper's Table 1: baseline time of all queries of a type/window over Long-VMNet's time
    for them, stage 1 of a video split evenly over all its queries (also reported without stage 1).
 2. Memory-building efficiency: stage 1 frames/s over the backbone's own frames/s on the same decoded frames.
@@ -30,9 +30,10 @@ import torch
 from tqdm import tqdm
 
 from longvmnet.data.rest import ReSTData
-from longvmnet.evaluate import WINDOWS, baseline_answer, to_query
+from longvmnet.evaluate import WINDOWS, to_query
 from longvmnet.hub import load_model
 from longvmnet.inference import answer, build_memory, scan, to_memory
+from longvmnet.ladder import baseline_answer
 from longvmnet.measure import (
     Every,
     amp,

@@ -105,20 +105,41 @@ def cmd_train(args) -> dict:
 def cmd_evaluate(args) -> dict:
     from longvmnet.data.features import FeatureCache
     from longvmnet.data.rest import ReSTData
-    from longvmnet.evaluate import evaluate, format_table, save_json
+    from longvmnet.evaluate import (
+        LADDER,
+        METHODS,
+        NO_CACHE,
+        NO_MODEL,
+        evaluate,
+        evaluate_ladder,
+        format_ladder,
+        format_table,
+        save_json,
+    )
     from longvmnet.hub import load_model
 
-    model = load_model(args.checkpoint) if args.method != "blind" else None  # blind: no model, no video
+    methods = list(LADDER) if args.method == "ladder" else [m for m in args.method.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise SystemExit(f"Unknown method {', '.join(unknown) or '(none)'}; choose 'ladder' or a comma-separated "
+                         f"list of: {', '.join(METHODS)}.")  # fmt: skip
+    model = None if all(m in NO_MODEL for m in methods) else load_model(args.checkpoint)
     data = ReSTData(args.data)
     cache = (
         FeatureCache(args.cache or Path(args.data) / "cache", model)
-        if args.method not in ("longvmnet", "blind")
+        if any(m not in NO_CACHE for m in methods)
         else None
     )
-    result = evaluate(
-        model, data, args.split, method=args.method, cache=cache, memory_frames=args.memory_frames
-    )
-    print(format_table(result), file=sys.stderr)
+    if len(methods) == 1:
+        result = evaluate(
+            model, data, args.split, method=methods[0], cache=cache, memory_frames=args.memory_frames
+        )
+        print(format_table(result), file=sys.stderr)
+    else:
+        if args.memory_frames:
+            raise SystemExit("--memory-frames applies to one method at a time; pass --method too.")
+        result = evaluate_ladder(model, data, args.split, methods=methods, cache=cache)
+        print(format_ladder(result), file=sys.stderr)
     if args.json:
         save_json(result, args.json)
     return result
@@ -216,12 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true", help="ignore a saved training state")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="Table 2 of the paper on a benchmark split")
+    e = sub.add_parser("evaluate", help="Table 2 of the paper for the accuracy ladder on a benchmark split")
     e.add_argument("--checkpoint", default=None)
     e.add_argument("--data", required=True)
     e.add_argument("--split", choices=["train", "val", "test", "all"], default="test")
-    methods = ["longvmnet", "longvmnet-cached", "baseline", "random", "uniform", "blind"]
-    e.add_argument("--method", choices=methods, default="longvmnet")
+    e.add_argument("--method", default="ladder",
+                   help="'ladder' (prior, blind, oracle, baseline, longvmnet, random, uniform on the same queries) "
+                        "or a comma-separated list of those and longvmnet-cached")  # fmt: skip
     e.add_argument(
         "--memory-frames", type=int, default=None, help="resize the memory (frames' worth of tokens)"
     )

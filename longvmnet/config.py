@@ -50,8 +50,7 @@ class ModelConfig:
     time_bias: bool = False  # time-local cross-attention: per-head bias -slope_h * |t_query - t_token| (ours)
     pointer: bool = False  # object and time heads read query-matched memory tokens near each time (ours)
     # --- query fusion ---
-    # "paper": memory frames x object tokens element-wise; "pooled": x the mean object token; "centre": x the
-    # mean of the crop's middle tokens, plus a match channel (their cosine similarity x a learnt vector) (ours)
+    # "paper": memory frames x object tokens element-wise; "pooled": x the mean object token
     fusion: str = "paper"
     # --- task ---
     activities: list[str] = field(default_factory=lambda: list(SYNTH_ACTIVITIES))
@@ -92,6 +91,7 @@ PRESETS: dict[str, ModelConfig] = {
         memory_frames=16,
         activity_max_queries=120,
         fusion="pooled",
+        pointer=True,
     ),
     # Seconds-fast for tests: a 1-layer ViT at 32 px (4 x 4 tokens), random weights.
     "tiny": ModelConfig(

@@ -375,7 +375,7 @@ class Demo:
         memory = self._memory(session)
         start, end = self._range(start, end, memory)
         ans = inference.ask_time(self.model, memory, activity or "", self._crop(crop), start, end)
-        fig = render.timeline(ans.times, ans.start_scores, ans.end_scores, (ans.start, ans.end))
+        fig = render.timeline(ans.times, ans.inside_scores, (ans.start, ans.end))
         return fig, {"start": ans.start, "end": ans.end, "score": ans.score}
 
     @staticmethod

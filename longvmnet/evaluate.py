@@ -1,19 +1,18 @@
-"""Evaluation in the paper's Table 2 layout: Recall@1x per query type x window, plus Recall@3x for activity.
+"""Evaluation in the paper's Table 2 layout: Recall@1x per query type x window, plus Recall@3x for activity,
+for every rung of the accuracy ladder (`ladder.py`: prior, blind, oracle, baseline, longvmnet, random, uniform)
+on the same queries, so that a table says where accuracy is lost.
 
 Long-VMNet runs the two stages as the paper does: one memory per video (stage 1), then every query of that
-video answered from it (stage 2); both are timed separately. The per-query baseline reads each query's own
-window in non-overlapping T-frame clips and aggregates the logits. The blind method never looks at the video:
-it answers from the query and the training split's answers alone, the floor every table is read against.
-Every method also gets a per-activity-class table, so that classes seen only as motion stand apart.
+video answered from it (stage 2); both are timed separately. Every method also gets a per-activity-class
+table, so that classes seen only as motion stand apart, and every memory method the figures of
+`ladder.memory_stats` (enrichment in activity tokens, collapse onto one grid cell, repeats).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,21 +23,18 @@ from tqdm import tqdm
 from longvmnet.box_ops import paired_iou
 from longvmnet.config import ModelConfig
 from longvmnet.data.features import FeatureCache
-from longvmnet.data.rest import ReSTData, VideoItem
-from longvmnet.inference import answer, build_memory, crop_tokens, load_crop, scan, to_memory
-from longvmnet.memory import MemoryMeta
-from longvmnet.metrics import recall_at_kx, tiou, viou
-from longvmnet.queries import (
-    ActivityAnswer,
-    ActivityQuery,
-    Answer,
-    ObjectAnswer,
-    ObjectQuery,
-    TimeAnswer,
-    TimeQuery,
-    collate,
-    decode,
+from longvmnet.data.rest import ReSTData
+from longvmnet.inference import answer, build_memory, load_crop
+from longvmnet.ladder import (
+    Prior,
+    baseline_answers,
+    blind_memory,
+    memory_from_cache,
+    memory_stats,
+    oracle_memory,
 )
+from longvmnet.metrics import recall_at_kx, tiou, viou
+from longvmnet.queries import ActivityQuery, Answer, ObjectQuery, TimeQuery
 
 WINDOWS = ("short", "medium", "long")
 TABLE_KEYS = ("activity", "object", "time", "activity_r3")
@@ -47,6 +43,12 @@ TABLE_KEYS = ("activity", "object", "time", "activity_r3")
 #   object_frames_iou  IoU of the frames predicted to show it with the true frames (when)
 #   time_tiou          tIoU of the predicted span with the true one
 DIAGNOSTIC_KEYS = ("object_box_iou", "object_frames_iou", "time_tiou")
+MEMORY_KEYS = ("enrichment", "top_cell_share", "duplicate_share")  # ladder.memory_stats, mean over videos
+# The ladder, bottom up; "longvmnet-cached" is longvmnet with stage 1 on cached tokens (not a rung of its own).
+LADDER = ("prior", "blind", "oracle", "baseline", "longvmnet", "random", "uniform")
+METHODS = (*LADDER, "longvmnet-cached")
+NO_MODEL = ("prior",)  # methods that need no checkpoint
+NO_CACHE = ("prior", "blind", "longvmnet")  # methods that need no feature cache
 PER_CLASS_KEYS = ("activity", "time")  # per-class table: R@1x per true class, tIoU>.3 per queried class
 
 
@@ -95,124 +97,6 @@ def diagnose(q: dict, a: Answer, object_fps: float) -> dict[str, float]:
     return {}
 
 
-class Blind:
-    """Answers from the query alone, with what the training split's answers teach (the videos with queries
-    when the training split has none): activity, the class frequencies of activity answers for the crop's
-    object category when it occurs there, else overall; object, the mean answer box on every frame of the
-    window; time, the median answer duration centred in the window."""
-
-    def __init__(self, data: ReSTData, object_fps: float):
-        self.activities, self.object_fps = data.activities, object_fps
-        train = [v for v in data.split("train") if v.queries] or [v for v in data.split("all") if v.queries]
-        self.overall, self.by_category = Counter(), defaultdict(Counter)
-        boxes, spans = [], []
-        for video in train:
-            for q in video.queries:
-                if q["type"] == "activity":
-                    self.overall.update(q["answer"]["activities"])
-                    self.by_category[self.category(video, q)].update(q["answer"]["activities"])
-                elif q["type"] == "object":
-                    boxes += list(q["answer"]["boxes"].values())
-                else:
-                    spans.append(q["answer"]["end"] - q["answer"]["start"])
-        self.box = np.mean(boxes, 0).round(4).tolist() if boxes else [0.25, 0.25, 0.75, 0.75]
-        self.duration = float(np.median(spans)) if spans else 30.0
-
-    @staticmethod
-    def category(video: VideoItem, q: dict) -> str | None:
-        return video.annotations["objects"].get(q.get("object"), {}).get("category")
-
-    def answer(self, video: VideoItem, q: dict) -> Answer:
-        if q["type"] == "activity":
-            counts = self.by_category.get(self.category(video, q)) or self.overall
-            total = sum(counts.values()) + len(self.activities)
-            ranked = sorted(self.activities, key=lambda a: -counts.get(a, 0))  # stable: ties in class order
-            return ActivityAnswer([(a, (counts.get(a, 0) + 1) / total) for a in ranked])
-        if q["type"] == "object":
-            fps = self.object_fps
-            first, last = math.ceil(q["start"] * fps - 1e-6), math.ceil(q["end"] * fps - 1e-6)
-            times = [f / fps for f in range(first, last)]
-            return ObjectAnswer(times, [self.box] * len(times), [1.0] * len(times))
-        centre, half = (q["start"] + q["end"]) / 2, self.duration / 2
-        return TimeAnswer(max(q["start"], centre - half), min(q["end"], centre + half), 1.0, [], [], [])
-
-
-@torch.inference_mode()
-def memory_from_cache(model, cache: FeatureCache, video: VideoItem):
-    """Stage 1 on cached backbone tokens (same frames as the video path, without decoding and backbone)."""
-    feats = cache.video(video.path)
-    t_len = model.config.clip_len
-    stream = (  # copies of the memory-mapped cache slices: torch refuses read-only arrays
-        (torch.from_numpy(np.array(feats.times[s : s + t_len])),
-         model.project(torch.from_numpy(np.array(feats.tokens[s : s + t_len]))))
-        for s in range(0, len(feats.times), t_len)
-    )  # fmt: skip
-    memory, seen = scan(model, stream, video.duration)
-    return to_memory(memory, MemoryMeta(video=video.path.name, duration_s=video.duration, frames_seen=seen,
-                                        checkpoint=model.fingerprint()))  # fmt: skip
-
-
-@torch.inference_mode()
-def baseline_answer(model, q, clips: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Answer:
-    """Per-query baseline on one query's window, given as clips of (times (t,), projected tokens (t, p, d)),
-    t <= T, in time order: the encoder-decoder sees one clip at a time in place of the memory; logits are
-    aggregated over the clips (activity: max; object: each clip answers its own frames; time: start/end
-    logits concatenated). The same code path serves cached tokens (evaluation) and decoded video (bench)."""
-    c = model.config
-    kind = q.kind
-    fps = c.object_fps if kind == "object" else c.query_fps
-    grid = collate([q], fps, c.activity_max_queries if kind == "activity" else 0)
-    qt = grid["times"][0]
-    obj = act = None
-    if kind in ("activity", "time"):
-        obj = crop_tokens(model, [q.crop])
-    if kind in ("object", "time"):
-        act = torch.tensor([c.activities.index(q.activity)])
-    pieces = defaultdict(list)
-    for times, tok in clips:
-        rows, cols = model.grid_positions(len(times))
-        mem = {"tokens": tok.reshape(1, -1, c.d_model), "times": times.repeat_interleave(c.tokens_per_frame)[None],
-               "rows": rows[None], "cols": cols[None]}  # fmt: skip
-        lo, hi = float(times[0]), float(times[-1]) + 1.0 / c.memory_fps
-        sel = (qt >= lo) & (qt < hi) if kind != "activity" else torch.ones_like(qt, dtype=torch.bool)
-        if not sel.any():
-            continue
-        t = qt[sel][None]
-        out = model(mem, kind, t, torch.ones_like(t, dtype=torch.bool), object_tokens=obj, activity=act)
-        for key, v in out.items():
-            pieces[key].append(v)
-    if kind == "activity":
-        out = {"activity_logits": torch.stack(pieces["activity_logits"]).amax(0)}
-    else:
-        out = {key: torch.cat(v, 1) for key, v in pieces.items()}
-        qt = qt[: out[next(iter(out))].shape[1]]
-    return decode(kind, out, qt[None], torch.ones(1, len(qt), dtype=torch.bool), c.activities, fps)[0]
-
-
-@torch.inference_mode()
-def baseline_answers(
-    model, cache: FeatureCache, video: VideoItem, queries: list, batch: int = 64
-) -> list[Answer]:
-    """The per-query baseline (`baseline_answer`) on cached backbone tokens; clips are projected once."""
-    c = model.config
-    feats = cache.video(video.path)
-    proj = {}
-
-    def clips(first: int, last: int):
-        for s in range(first, max(first + 1, last), c.clip_len):
-            e = min(s + c.clip_len, len(feats.times))
-            if s not in proj:
-                proj[s] = model.project(torch.from_numpy(np.array(feats.tokens[s:e])))
-            yield torch.from_numpy(feats.times[s:e]), proj[s]
-
-    answers = []
-    for q in queries:
-        first = int(np.searchsorted(feats.times, q.start - 1e-3))
-        last = int(np.searchsorted(feats.times, q.end + 1e-3))
-        answers.append(baseline_answer(model, q, clips(first, last)))
-    return answers
-
-
 def evaluate(
     model,
     data: ReSTData,
@@ -225,13 +109,15 @@ def evaluate(
 ) -> dict:
     """-> {"table": {activity|object|time|activity_r3: {short|medium|long: R%}}, "counts", "stage1_s", ...}
 
-    method: "longvmnet" (video decoded, real stage 1), "longvmnet-cached" (stage 1 on cached tokens),
-    "random" / "uniform" (memory selection ablations, cached), "baseline" (per-query, cached tokens), or
-    "blind" (`Blind`: no video; `model` may be None). "per_class" holds R@1x of activity queries per true
-    class and time tIoU>.3 per queried class, with their counts.
+    method: one of METHODS (see `ladder.py`); "longvmnet" decodes the videos (real stage 1), the other model
+    methods read cached backbone tokens; "prior" needs no model (`model` may be None). "per_class" holds R@1x
+    of activity queries per true class and time tIoU>.3 per queried class, with their counts; "memory" holds
+    the memory methods' MEMORY_KEYS.
     """
-    if method == "blind":
-        return _evaluate(model, data, split, method, cache, progress)
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose from {', '.join(METHODS)}.")
+    if method in NO_MODEL:
+        return _evaluate(None, data, split, method, cache, progress)
     original = model.config
     if memory_frames or method in ("random", "uniform"):
         selection = {"random": "random", "uniform": "uniform"}.get(method, original.selection)
@@ -244,36 +130,56 @@ def evaluate(
         model.config = original
 
 
+def evaluate_ladder(model, data: ReSTData, split: str = "test", *, methods=LADDER, cache=None,
+                    progress: bool = True) -> dict:  # fmt: skip
+    """Several methods on the same queries. -> {"split", "methods": {name: evaluate's result}}"""
+    results = {}
+    for method in methods:
+        results[method] = evaluate(model, data, split, method=method, cache=cache, progress=progress)
+    return {"split": split, "methods": results}
+
+
+def _memory_for(model, method: str, cache: FeatureCache | None, video):
+    if method == "longvmnet":
+        return build_memory(model, video.path)
+    if method == "oracle":
+        return oracle_memory(model, cache, video)
+    if method == "blind":
+        return blind_memory(model, video)
+    return memory_from_cache(model, cache, video)
+
+
 def _evaluate(
     model, data: ReSTData, split: str, method: str, cache: FeatureCache | None, progress: bool
 ) -> dict:
     object_fps = model.config.object_fps if model is not None else ModelConfig.object_fps
-    blind = Blind(data, object_fps) if method == "blind" else None
+    prior = Prior(data, object_fps) if method == "prior" else None
     if model is not None:
         model.eval()
     sums, counts = defaultdict(float), defaultdict(int)
     class_sums, class_counts = defaultdict(float), defaultdict(int)  # keyed (query type, activity class)
+    held = defaultdict(list)  # MEMORY_KEYS -> one value per video
     stage1 = stage2 = 0.0
     videos = [v for v in data.split(split) if v.queries]
     for video in tqdm(videos, desc=f"evaluating {method}", disable=not progress):
-        queries = [to_query(q, data) for q in video.queries] if blind is None else []
+        queries = [to_query(q, data) for q in video.queries] if prior is None else []
         t0 = time.perf_counter()
-        if blind is not None:
-            answers = [blind.answer(video, q) for q in video.queries]
+        if prior is not None:
+            answers = [prior.answer(video, q) for q in video.queries]
             stage2 += time.perf_counter() - t0
         elif method == "baseline":
             answers = baseline_answers(model, cache, video, queries)
             stage2 += time.perf_counter() - t0
         else:
-            memory = (
-                build_memory(model, video.path)
-                if method == "longvmnet"
-                else memory_from_cache(model, cache, video)
-            )
+            memory = _memory_for(model, method, cache, video)
             t1 = time.perf_counter()
             answers = answer(model, memory, queries)
             stage1 += t1 - t0
             stage2 += time.perf_counter() - t1
+            if method != "blind":
+                c = model.config
+                for key, v in memory_stats(memory, video, c.grid, c.memory_fps).items():
+                    held[key].append(v)
         for q, a in zip(video.queries, answers):
             values = score(q, a, data.activities, object_fps)
             for key, v in (values | diagnose(q, a, object_fps)).items():
@@ -293,7 +199,7 @@ def _evaluate(
                      for a in data.activities if (n := class_counts[(k, a)])}
                  for k in PER_CLASS_KEYS}  # fmt: skip
     return {"method": method, "split": split, "table": table, "diagnostics": diagnostics,
-            "per_class": per_class,
+            "per_class": per_class, "memory": {k: round(float(np.mean(v)), 3) for k, v in held.items()},
             "counts": {k: {w: counts[(k, w)] for w in WINDOWS if counts[(k, w)]} for k in TABLE_KEYS},
             "stage1_s": round(stage1, 2), "stage2_s": round(stage2, 2), "videos": len(videos),
             "memory_tokens": model.config.memory_size if model is not None else 0}  # fmt: skip
@@ -312,6 +218,8 @@ def format_table(result: dict) -> str:
         rows.append(f"{names[k]:<18}" + "".join(f"{t[k].get(w, float('nan')):>9.1f}" for w in WINDOWS))
     for k, per_window in result.get("diagnostics", {}).items():
         rows.append(f"{k:<18}" + "".join(f"{per_window.get(w, float('nan')):>9.3f}" for w in WINDOWS))
+    if result.get("memory"):
+        rows.append("memory: " + "   ".join(f"{k} {v:.3f}" for k, v in result["memory"].items()))
     per_class = result.get("per_class", {})
     if any(per_class.values()):
         rows.append(f"{'per class':<18}{'R@1x':>9}{'n':>6}{'tIoU>.3':>9}{'n':>6}")
@@ -323,10 +231,48 @@ def format_table(result: dict) -> str:
     return "\n".join(rows)
 
 
-def save_json(result: dict, path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+def format_ladder(ladder: dict) -> str:
+    """One row per method: the table's cells by type x window, then the memory's enrichment and top-cell
+    share; below, activity R@1x / time tIoU>.3 per activity class and method (all windows)."""
+    results = ladder["methods"]
+    short = {"activity": "activity R@1x", "object": "object vIoU>.3", "time": "time tIoU>.3"}
+    head = f"{'':<17}" + "".join(f"{short[k]:>21}" for k in short) + f"{'enrich':>8}{'top cell':>9}"
+    rows = [f"ladder ({ladder['split']} split; short / medium / long)", head]
+    for name, r in results.items():
+        cells = ["/".join(f"{r['table'][k].get(w, float('nan')):.1f}" for w in WINDOWS) for k in short]
+        mem = r.get("memory", {})
+        rows.append(f"{name:<17}" + "".join(f"{c:>21}" for c in cells)
+                    + f"{mem.get('enrichment', float('nan')):>8.2f}{mem.get('top_cell_share', float('nan')):>9.3f}")  # fmt: skip
+    classes = dict.fromkeys(
+        a for r in results.values() for k in PER_CLASS_KEYS for a in r["per_class"].get(k, {})
+    )
+    if classes:
+        rows.append(
+            f"{'per class':<17}" + "".join(f"{name[:12]:>13}" for name in results) + "   (R@1x / tIoU>.3)"
+        )
+        for a in classes:
+            cells = ["/".join(f"{r['per_class'][k][a]['recall']:.0f}" if a in r["per_class"].get(k, {}) else "-"
+                              for k in PER_CLASS_KEYS) for r in results.values()]  # fmt: skip
+            rows.append(f"{a:<17}" + "".join(f"{c:>13}" for c in cells))
+    return "\n".join(rows)
+
+
+def _json_result(result: dict) -> dict:
     out = {k: result["table"][k] for k in TABLE_KEYS}
     out.update({"stage1_s": result["stage1_s"], "stage2_s": result["stage2_s"], "method": result["method"],
                 "counts": result["counts"], "diagnostics": result.get("diagnostics", {}),
-                "per_class": result.get("per_class", {})})  # fmt: skip
+                "per_class": result.get("per_class", {}), "memory": result.get("memory", {})})  # fmt: skip
+    return out
+
+
+def save_json(result: dict, path: str | Path) -> None:
+    """One method's result (evaluate) or a ladder (evaluate_ladder: {"split", "methods": {name: result}})."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if "methods" in result:
+        out = {
+            "split": result["split"],
+            "methods": {k: _json_result(r) for k, r in result["methods"].items()},
+        }
+    else:
+        out = _json_result(result)
     Path(path).write_text(json.dumps(out, indent=2))

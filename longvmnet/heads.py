@@ -51,10 +51,11 @@ class ObjectHead(nn.Module):
 
 
 class TimeHead(nn.Module):
-    """Start and end scores over the time queries of the range. (b, l, d) -> (b, l), (b, l)
+    """Start and end scores over the time queries of the range, and an inside score per time query (trained
+    to mark the answer; the answer is the best run of them, `queries.best_run`). (b, l, d) -> (b, l) x 3
 
-    With evidence, each score also weighs the evidence a few time queries before and after (an edge
-    detector), and the evidence itself is returned as `inside_logits` (trained to mark the answer)."""
+    With evidence, each start/end score also weighs the evidence a few time queries before and after (an edge
+    detector), and the inside score adds the evidence."""
 
     SHIFTS = (-3, -1, 0, 1, 3)  # in time queries
 
@@ -62,13 +63,14 @@ class TimeHead(nn.Module):
         super().__init__()
         self.start = nn.Linear(d_model, 1)
         self.end = nn.Linear(d_model, 1)
+        self.inside = nn.Linear(d_model, 1)
         if pointer:
             self.start_ev = nn.Linear(len(self.SHIFTS), 1)
             self.end_ev = nn.Linear(len(self.SHIFTS), 1)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ev: dict | None = None) -> dict[str, torch.Tensor]:
         start, end = self.start(h).squeeze(-1), self.end(h).squeeze(-1)
-        out = {}
+        inside = self.inside(h).squeeze(-1)
         if ev is not None:
             e = ev["evidence"]  # shifted within each row's real time queries (padding never leaks in)
             last = (mask.sum(1, keepdim=True) - 1).clamp(min=0)
@@ -78,7 +80,6 @@ class TimeHead(nn.Module):
             )
             start = start + self.start_ev(shifted).squeeze(-1)
             end = end + self.end_ev(shifted).squeeze(-1)
-            out["inside_logits"] = e.masked_fill(~mask, NEG)
-        out["start_logits"] = start.masked_fill(~mask, NEG)
-        out["end_logits"] = end.masked_fill(~mask, NEG)
-        return out
+            inside = inside + e
+        return {"start_logits": start.masked_fill(~mask, NEG), "end_logits": end.masked_fill(~mask, NEG),
+                "inside_logits": inside.masked_fill(~mask, NEG)}  # fmt: skip

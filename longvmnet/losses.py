@@ -53,9 +53,7 @@ class Criterion:
         pred = cxcywh_to_xyxy(out["boxes"][box_mask])
         true = tgt["boxes"].to(pred.device)[box_mask]
         n = max(int(box_mask.sum()), 1)
-        presence = F.binary_cross_entropy_with_logits(
-            out["presence_logits"][mask], box_mask[mask].float(), reduction="mean"
-        )
+        presence = balanced_bce(out["presence_logits"][mask], box_mask[mask].float())
         return {
             "l1": F.l1_loss(pred, true, reduction="sum") / n,
             "giou": (1 - paired_giou(pred, true)).sum() / n,

@@ -94,8 +94,6 @@ class LongVMNet(
             self.match_q = nn.Linear(d, d)
             self.match_out = nn.Linear(d, 1)
             self.point_slope = nn.Parameter(torch.tensor(0.2).expm1().log())  # softplus -> 0.2 per second
-        if c.fusion == "centre":  # the match channel: cosine(memory token, crop centre) x a learnt vector
-            self.match_embed = nn.Parameter(torch.randn(d))
         if c.attn_dropout is not None:  # attention-weight dropout apart from the other dropout
             for module in self.modules():
                 if isinstance(module, nn.MultiheadAttention):
@@ -225,20 +223,7 @@ class LongVMNet(
             return rearrange(mem, "b f p d -> b (f p) d")
         if c.fusion == "pooled":
             return mem * obj.mean(1, keepdim=True)
-        if c.fusion == "centre":
-            centre = self.crop_centre(obj)
-            match = F.cosine_similarity(mem, centre, dim=-1, eps=1e-6)
-            return mem * centre + match.unsqueeze(-1) * self.match_embed
-        raise ValueError(f"Unknown fusion {c.fusion!r}; use paper, pooled or centre.")
-
-    def crop_centre(self, object_tokens: torch.Tensor) -> torch.Tensor:
-        """The mean of a crop's tokens around the middle of its grid (3 x 3 of 7 x 7): a query crop is cut
-        around its object, and its outer tokens show the table and neighbours. (b, p, d) -> (b, 1, d)"""
-        g = self.config.grid
-        half = max(1, g // 4)
-        grid = object_tokens.unflatten(1, (g, g))
-        mid = grid[:, g // 2 - half : g // 2 + half + 1, g // 2 - half : g // 2 + half + 1]
-        return mid.flatten(1, 2).mean(1, keepdim=True)
+        raise ValueError(f"Unknown fusion {c.fusion!r}; use paper or pooled.")
 
     def time_bias(self, times: torch.Tensor, key_times: torch.Tensor) -> torch.Tensor:
         """Cross-attention bias -slope_h * |t_query - t_key| in seconds; keys without a time (NaN) get 0.

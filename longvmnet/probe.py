@@ -36,7 +36,7 @@ from tqdm import tqdm
 from longvmnet.data.benchmark import patch_labels
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, VideoItem, patch_activities
-from longvmnet.evaluate import memory_from_cache
+from longvmnet.ladder import memory_from_cache
 from longvmnet.video import iter_frames
 
 
@@ -51,11 +51,20 @@ def rank_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def crop_centre(object_tokens: torch.Tensor, grid: int) -> torch.Tensor:
+    """The mean of a crop's tokens around the middle of its grid (3 x 3 of 7 x 7): a query crop is cut around
+    its object, and its outer tokens show the table and neighbours. (b, grid^2, c) -> (b, 1, c)"""
+    half = max(1, grid // 4)
+    mid = object_tokens.unflatten(1, (grid, grid))[:, grid // 2 - half : grid // 2 + half + 1,
+                                                   grid // 2 - half : grid // 2 + half + 1]  # fmt: skip
+    return mid.flatten(1, 2).mean(1, keepdim=True)
+
+
 @torch.inference_mode()
 def instance_auc(model, data: ReSTData, split: str, *, fps: float = 0.1, progress: bool = True) -> float:
     """How well the frozen backbone's tokens tell object instances apart, with no training: for each object
     crop of the split's videos, the cosine similarity between the mean of the crop's middle tokens
-    (`LongVMNet.crop_centre`) and each frame token inside an object's box ranks the crop's own object above
+    (`crop_centre`) and each frame token inside an object's box ranks the crop's own object above
     the others (rank AUC, averaged over crops; 0.5 is chance). Frames at `fps`."""
     from longvmnet.inference import crop_images, load_crop
 
@@ -71,7 +80,7 @@ def instance_auc(model, data: ReSTData, split: str, *, fps: float = 0.1, progres
             if not crops:
                 continue
             raw = net(crop_images(model, [load_crop(data.path(crops[0]["file"]))]))  # before the projection
-            query = F.normalize(model.crop_centre(raw)[0, 0], dim=-1)
+            query = F.normalize(crop_centre(raw, c.grid)[0, 0], dim=-1)
             pos, neg = [], []
             for (t, _), tok in zip(shots, tokens):
                 idx = min(int(round(t * ann["fps"])), len(ann["actor"]["boxes"]) - 1)

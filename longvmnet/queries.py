@@ -59,10 +59,14 @@ class ObjectAnswer:
     presence: list[float]  # probability that the frame shows the activity's object
     kind: str = "object"
 
-    def present(self, threshold: float = 0.5) -> list[int]:
-        """Indices of the frames predicted to show the object (at least the most likely one)."""
-        idx = [i for i, p in enumerate(self.presence) if p >= threshold]
-        return idx or ([int(np.argmax(self.presence))] if self.presence else [])
+    def present(self) -> list[int]:
+        """Indices of the frames predicted to show the object: the activity is one segment, so the run of
+        consecutive frames with the largest sum of presence logits (`best_run`; at least the likeliest)."""
+        if not self.presence:
+            return []
+        p = torch.tensor(self.presence, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+        i, j = best_run(p.logit())
+        return list(range(i, j + 1))
 
 
 @dataclass
@@ -73,6 +77,7 @@ class TimeAnswer:
     times: list[float]  # the time query grid
     start_scores: list[float]  # per-time probability of being the start
     end_scores: list[float]
+    inside_scores: list[float] = field(default_factory=list)  # per-time probability of lying in the answer
     kind: str = "time"
 
 
@@ -80,9 +85,12 @@ Answer = ActivityAnswer | ObjectAnswer | TimeAnswer
 
 
 def query_times(start: float, end: float, fps: float) -> torch.Tensor:
-    """Seconds of the decoder's time queries: start, start + 1/fps, ... up to end. -> (l,)"""
-    n = max(1, int(math.floor((end - start) * fps + 1e-6)) + 1)
-    return start + torch.arange(n, dtype=torch.float32) / fps
+    """Seconds of the decoder's time queries: the multiples of 1/fps from start to end (the video's frames at
+    that rate, as annotations and scores index them), or start alone when none falls in between. -> (l,)"""
+    first, last = math.ceil(start * fps - 1e-6), math.floor(end * fps + 1e-6)
+    if last < first:
+        return torch.tensor([float(start)])
+    return torch.arange(first, last + 1, dtype=torch.float64).div(fps).float()
 
 
 def validate(query: Query, *, duration_s: float, activities: list[str]) -> None:
@@ -128,13 +136,18 @@ def collate(queries: list[Query], fps: float, max_len: int = 0) -> dict[str, tor
     return {"times": times, "mask": mask}
 
 
-def best_span(start_logp: torch.Tensor, end_logp: torch.Tensor) -> tuple[int, int, float]:
-    """Most likely (i, j) with j >= i under independent start/end distributions. (l,), (l,) -> i, j, prob"""
-    pair = start_logp[:, None] + end_logp[None, :]
-    pair = pair.masked_fill(torch.ones_like(pair, dtype=torch.bool).tril(-1), float("-inf"))
-    flat = int(pair.argmax())
-    i, j = divmod(flat, pair.shape[1])
-    return i, j, float(pair[i, j].exp())
+def best_run(logits: torch.Tensor) -> tuple[int, int]:
+    """The run i..j (inclusive) with the largest sum of logits: the most likely single interval when each
+    time is inside independently with probability sigmoid(logit). All negative: the largest one. (l,) -> i, j"""
+    best, best_ij, run, start = float("-inf"), (0, 0), 0.0, 0
+    for k, v in enumerate(logits.tolist()):
+        if run <= 0.0:
+            run, start = v, k
+        else:
+            run += v
+        if run > best:
+            best, best_ij = run, (start, k)
+    return best_ij
 
 
 def decode(kind: str, out: dict[str, torch.Tensor], times: torch.Tensor, mask: torch.Tensor,
@@ -155,6 +168,9 @@ def decode(kind: str, out: dict[str, torch.Tensor], times: torch.Tensor, mask: t
         else:
             s = out["start_logits"][i, :n].log_softmax(-1)
             e = out["end_logits"][i, :n].log_softmax(-1)
-            a, b, p = best_span(s, e)
-            answers.append(TimeAnswer(t[a], t[b] + 1.0 / fps, p, t, s.exp().tolist(), e.exp().tolist()))
+            inside = out["inside_logits"][i, :n]
+            a, b = best_run(inside)
+            p = float(inside[a : b + 1].sigmoid().mean())
+            answers.append(TimeAnswer(t[a], t[b] + 1.0 / fps, p, t, s.exp().tolist(), e.exp().tolist(),
+                                      inside.sigmoid().tolist()))  # fmt: skip
     return answers

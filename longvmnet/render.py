@@ -196,20 +196,20 @@ def object_clip(
 # --------------------------------------------------------------------------------------------- time answers
 def timeline(
     times: Sequence[float],
-    start_scores: Sequence[float],
-    end_scores: Sequence[float],
+    inside_scores: Sequence[float],
     span: tuple[float, float],
     *,
     title: str | None = None,
 ) -> Figure:
-    """Start and end probabilities over the query range, the predicted span shaded ("predicted span")."""
+    """The probability that the activity is under way at each time of the query range (what the span is read
+    from: the run with the largest sum of logits), the predicted span shaded ("predicted span")."""
     fig = Figure(figsize=(8, 2.8), layout="constrained")
     ax = fig.add_subplot()
     ax.axvspan(span[0], span[1], color=SPAN, alpha=0.25, label="predicted span")
-    ax.plot(times, start_scores, color=START, lw=1.5, label="start")
-    ax.plot(times, end_scores, color=END, lw=1.5, label="end")
+    ax.plot(times, inside_scores, color=START, lw=1.5, label="under way")
+    ax.axhline(0.5, color=END, lw=0.8, ls="--", label="even odds")
     ax.set_xlim(min(times[0], span[0]), max(times[-1], span[1]))
-    ax.set_ylim(0, max(max(start_scores, default=0), max(end_scores, default=0), 1e-6) * 1.1)
+    ax.set_ylim(0, 1.02)
     ax.set_xlabel("time in the video (s)")
     ax.set_ylabel("probability")
     ax.set_title(title or f"Predicted span {span[0]:.1f}–{span[1]:.1f} s")

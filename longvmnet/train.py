@@ -7,8 +7,8 @@ feature cache, so the memory is kept as provenance (frame index, token position)
 Frame-level augmentations cannot apply to cached tokens; token dropout stands in for them. Ours, beside the
 paper's end-to-end gradient: an auxiliary target on the sampler's scores (`sampler_aux`), the tokens whose
 frame lies in an activity segment and whose patch shows its object or the hand (`rest.token_relevance`).
-Opt-in (`scan_share`, off by default): a share of the queries is answered from a memory built by a full scan
-of its video with the current sampler, as at inference, rather than right after its clip was written.
+The decoder phase (`method="decoder"`, ours) follows: the sampler frozen, every query is answered from a
+memory built by a full scan of its video, as at inference, rather than right after its clip was written.
 The learning rate warms up linearly, then decays on a cosine; with `val_every` the val split is scored every
 so many steps (memories built on cached tokens, as stage 1 builds them) and the best model is the one saved;
 `loss_curves.png` plots the loss terms and the validation score.
@@ -19,6 +19,7 @@ Letters: b batch (videos), m memory, k clip tokens, p tokens per frame, c backbo
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections import defaultdict
@@ -41,7 +42,7 @@ from longvmnet.data.rest import (
     token_relevance,
     video_batches,
 )
-from longvmnet.evaluate import memory_from_cache
+from longvmnet.ladder import memory_from_cache
 from longvmnet.losses import Criterion
 from longvmnet.model import LongVMNet
 
@@ -57,12 +58,18 @@ class TrainConfig:
     temp_start: float = 1.5  # Gumbel top-k temperature, annealed linearly
     temp_end: float = 1.0
     clip_focus: float = 0.75  # probability that a query's training clip overlaps its answer
-    object_window: int = 256  # decoder times per object query in training (one decoder chunk)
+    # decoder time queries per object or time query in training: its window's grid, evenly subsampled to at most
+    # this many with a random phase (one decoder chunk), so that long windows cost no more than short ones
+    train_queries: int = 256
     token_dropout: float = 0.1  # drop backbone token channels (stands in for frame augmentations)
     sampler_aux: float = 1.0  # weight of the sampler's target: keep tokens showing activities (0 = off)
-    scan_share: float = 0.0  # share of queries answered from a full-scan memory, as at inference (ours)
-    scan_every: int = 100  # steps between rescans of the training videos with the current sampler
-    method: str = "longvmnet"  # or "baseline": no memory, the query's own clip only
+    scan_every: int = (
+        100  # decoder phase: steps between rescans of the training videos (the projection trains)
+    )
+    # "longvmnet": end to end (the paper); "decoder": the sampler frozen, every query answered from its video's
+    # full-scan memory as at inference (rescanned every `scan_every` steps), `batch_size` queries of any videos
+    # per step (ours); "baseline": no memory, the query's own clip only
+    method: str = "longvmnet"
     max_steps: int = 0  # stop early after this many steps in total (0: all epochs)
     warmup: int = 50  # steps of linear learning-rate warm-up, then a cosine decay to `lr_floor` x the rate
     lr_floor: float = 0.1
@@ -100,10 +107,10 @@ class Trainer:
         sampler_params = list(model.sampler.parameters())
         ids = {id(p) for p in sampler_params}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-        self.opt = torch.optim.AdamW(
-            [{"params": sampler_params, "lr": cfg.lr_sampler}, {"params": rest, "lr": cfg.lr}],
-            weight_decay=cfg.weight_decay,
-        )
+        groups = [{"params": rest, "lr": cfg.lr}]
+        if cfg.method != "decoder":  # the decoder phase keeps the sampler as it is
+            groups.insert(0, {"params": sampler_params, "lr": cfg.lr_sampler})
+        self.opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.step = 0
         self.epoch = 0
@@ -144,8 +151,18 @@ class Trainer:
         self.model._fingerprint = None  # hashed by the scan; the weights change with the next step
         self.model.train(was_training)
 
+    def batches(self, rng: random.Random) -> list[list[tuple[VideoItem, dict]]]:
+        """One epoch: at most one query per video in a batch (end to end), or shuffled queries of any videos
+        (the decoder phase, whose memories stay fixed between rescans)."""
+        if self.cfg.method != "decoder":
+            return list(video_batches(self.videos, self.cfg.batch_size, rng))
+        pairs = rng.sample(
+            [(v, q) for v in self.videos for q in v.queries], sum(len(v.queries) for v in self.videos)
+        )
+        return [pairs[i : i + self.cfg.batch_size] for i in range(0, len(pairs), self.cfg.batch_size)]
+
     def steps_per_epoch(self) -> int:
-        return sum(1 for _ in video_batches(self.videos, self.cfg.batch_size, random.Random(0)))
+        return len(self.batches(random.Random(0)))
 
     def _raw(self, vid: str, frame_idx: np.ndarray, pos: np.ndarray):
         f = self.feats[vid]
@@ -161,53 +178,28 @@ class Trainer:
     def train_step(
         self, batch: list[tuple[VideoItem, dict]], bank: dict, history: dict, rng: random.Random
     ) -> dict:
-        cfg, model, c = self.cfg, self.model, self.model.config
-        p, t_len, m = c.tokens_per_frame, c.clip_len, c.memory_size
-        mem_raw, mem_t, mem_pos, mem_f, clip_raw, clip_t, clip_pos, clip_f = ([] for _ in range(8))
-        for video, q in batch:
-            times = self.feats[video.id].times
-            if video.id not in bank:  # memory initialised with randomly sampled video tokens
-                bank[video.id] = (np.array([rng.randrange(len(times)) for _ in range(m)]),
-                                  np.array([rng.randrange(p) for _ in range(m)]))  # fmt: skip
-            f, pos = bank[video.id]
-            raw, t = self._raw(video.id, f, pos)
-            mem_raw.append(raw), mem_t.append(t), mem_pos.append(torch.from_numpy(pos)), mem_f.append(f)
-            f0 = _rng_clip(rng, q, video, times, t_len, cfg.clip_focus)
-            cf = np.minimum(np.arange(f0, f0 + t_len), len(times) - 1).repeat(p)
-            cpos = np.tile(np.arange(p), t_len)
-            raw, t = self._raw(video.id, cf, cpos)
-            clip_raw.append(raw), clip_t.append(t), clip_pos.append(torch.from_numpy(cpos)), clip_f.append(cf)
-        g, aux = c.grid, None
-        clip = {"tokens": self._tokens(torch.stack(clip_raw)), "times": torch.stack(clip_t),
-                "rows": torch.stack(clip_pos) // g, "cols": torch.stack(clip_pos) % g}  # fmt: skip
-        if cfg.method == "baseline":
-            memory = clip
-            prov = [(clip_f[i], clip_pos[i].numpy()) for i in range(len(batch))]
-            spans = [(float(t[0]), float(t[-1]) + 1.0 / c.memory_fps) for t in clip_t]
+        """Write (or fetch) each row's memory, answer the row's query (and, end to end, the video's last
+        `continual` queries) from it, and take one optimiser step on the summed losses."""
+        cfg, model = self.cfg, self.model
+        if cfg.method == "decoder":
+            memory, spans, aux = self._scanned_memory(batch), None, None
+            prov = [self.scans[video.id] for video, _ in batch]
         else:
-            mem = {"tokens": self._tokens(torch.stack(mem_raw)), "times": torch.stack(mem_t),
-                   "rows": torch.stack(mem_pos) // g, "cols": torch.stack(mem_pos) % g}  # fmt: skip
-            memory = model.write_memory(mem, clip)
-            idx = memory["idx"].numpy()
-            relevant = []
-            for i, (video, _) in enumerate(batch):
-                cand_f = np.concatenate([mem_f[i], clip_f[i]])
-                cand_p = np.concatenate([bank[video.id][1], clip_pos[i].numpy()])
-                relevant.append(torch.from_numpy(self.relevance[video.id][cand_f, cand_p]))
-                bank[video.id] = (cand_f[idx[i]], cand_p[idx[i]])
-            if cfg.sampler_aux > 0 and c.selection == "neural":  # the sampler scores activity tokens higher
-                aux = torch.nn.functional.binary_cross_entropy_with_logits(
-                    memory["scores"], torch.stack(relevant).float()
-                )
-            spans = None
-            prov = [bank[video.id] for video, _ in batch]  # (frames, patches) of each row's memory tokens
-            if cfg.scan_share > 0:
-                memory = self._mix_scans(memory, batch, rng, prov)
+            clip, clip_f = self._clips(batch, rng)
+            if cfg.method == "baseline":
+                memory, spans, aux = clip, [(float(t[0]), float(t[-1]) + 1.0 / model.config.memory_fps)
+                                            for t in clip["times"]], None  # fmt: skip
+                prov = [(clip_f[i], (clip["rows"][i] * model.config.grid + clip["cols"][i]).numpy())
+                        for i in range(len(batch))]  # fmt: skip
+            else:
+                memory, aux = self._sampled_memory(batch, bank, clip, clip_f, rng)
+                spans = None
+                prov = [bank[video.id] for video, _ in batch]  # (frames, patches) of each row's memory tokens
         # the current query and the last p queries of each video, all answered from the new memory
         items = []
         for i, (video, q) in enumerate(batch):
             items.append((i, q, True))
-            if cfg.method != "baseline":
+            if cfg.method == "longvmnet":
                 items += (
                     [(i, old, False) for old in history[video.id][-cfg.continual :]] if cfg.continual else []
                 )
@@ -246,25 +238,66 @@ class Trainer:
             **{k: v / max(n, 1) for k, v in terms_log.items()},
         }
 
-    def _mix_scans(self, memory: dict, batch, rng: random.Random, prov: list) -> dict:
-        """Rows drawn with probability `scan_share` answer from their video's full-scan memory instead
-        (`prov`, each row's token provenance, is updated in place)."""
-        use = [rng.random() < self.cfg.scan_share and video.id in self.scans for video, _ in batch]
-        if not any(use):
-            return memory
-        g = self.model.config.grid
-        memory = dict(memory)
-        for key in ("tokens", "times", "rows", "cols"):
-            memory[key] = memory[key].clone()
+    def _clips(self, batch, rng: random.Random) -> tuple[dict, list[np.ndarray]]:
+        """Each row's training clip (T frames near its query's answer, `clip_focus`): tokens with provenance,
+        and the clip tokens' frame indices."""
+        c = self.model.config
+        p, t_len, g = c.tokens_per_frame, c.clip_len, c.grid
+        raws, ts, positions, frames = [], [], [], []
+        for video, q in batch:
+            times = self.feats[video.id].times
+            f0 = _rng_clip(rng, q, video, times, t_len, self.cfg.clip_focus)
+            cf = np.minimum(np.arange(f0, f0 + t_len), len(times) - 1).repeat(p)
+            cpos = torch.from_numpy(np.tile(np.arange(p), t_len))
+            raw, t = self._raw(video.id, cf, cpos.numpy())
+            raws.append(raw), ts.append(t), positions.append(cpos), frames.append(cf)
+        pos = torch.stack(positions)
+        return {"tokens": self._tokens(torch.stack(raws)), "times": torch.stack(ts), "rows": pos // g,
+                "cols": pos % g}, frames  # fmt: skip
+
+    def _sampled_memory(self, batch, bank: dict, clip: dict, clip_f: list, rng: random.Random):
+        """End to end: the sampler writes each row's clip into its video's memory bank (initialised with random
+        tokens of the video). -> memory (with the relaxed top-k's gradient), the sampler's auxiliary loss"""
+        model, c = self.model, self.model.config
+        p, m, g = c.tokens_per_frame, c.memory_size, c.grid
+        raws, ts, positions, frames = [], [], [], []
+        for video, _ in batch:
+            times = self.feats[video.id].times
+            if video.id not in bank:  # memory initialised with randomly sampled video tokens
+                bank[video.id] = (np.array([rng.randrange(len(times)) for _ in range(m)]),
+                                  np.array([rng.randrange(p) for _ in range(m)]))  # fmt: skip
+            f, pos = bank[video.id]
+            raw, t = self._raw(video.id, f, pos)
+            raws.append(raw), ts.append(t), positions.append(torch.from_numpy(pos)), frames.append(f)
+        pos = torch.stack(positions)
+        mem = {"tokens": self._tokens(torch.stack(raws)), "times": torch.stack(ts), "rows": pos // g,
+               "cols": pos % g}  # fmt: skip
+        memory = model.write_memory(mem, clip)
+        idx = memory["idx"].numpy()
+        relevant = []
         for i, (video, _) in enumerate(batch):
-            if use[i]:
-                f, pos = prov[i] = self.scans[video.id]
-                raw, t = self._raw(video.id, f, pos)
-                memory["tokens"][i] = self._tokens(raw)
-                memory["times"][i] = t
-                memory["rows"][i] = torch.from_numpy(pos // g)
-                memory["cols"][i] = torch.from_numpy(pos % g)
-        return memory
+            cand_f = np.concatenate([frames[i], clip_f[i]])
+            cand_p = np.concatenate([bank[video.id][1], (clip["rows"][i] * g + clip["cols"][i]).numpy()])
+            relevant.append(torch.from_numpy(self.relevance[video.id][cand_f, cand_p]))
+            bank[video.id] = (cand_f[idx[i]], cand_p[idx[i]])
+        aux = None
+        if self.cfg.sampler_aux > 0 and c.selection == "neural":  # the sampler scores activity tokens higher
+            aux = torch.nn.functional.binary_cross_entropy_with_logits(
+                memory["scores"], torch.stack(relevant).float()
+            )
+        return memory, aux
+
+    def _scanned_memory(self, batch) -> dict:
+        """The decoder phase: each row's video's full-scan memory (`rescan`), re-projected."""
+        g, rows = self.model.config.grid, []
+        for video, _ in batch:
+            f, pos = self.scans[video.id]
+            raw, t = self._raw(video.id, f, pos)
+            rows.append((self._tokens(raw), t, torch.from_numpy(pos // g), torch.from_numpy(pos % g)))
+        return {
+            key: torch.stack([r[k] for r in rows])
+            for k, key in enumerate(("tokens", "times", "rows", "cols"))
+        }
 
     def _inputs(self, kind: str, group, batch, spans, prov):
         """Batched decoder times, masks, query inputs and targets for the queries of one kind.
@@ -278,12 +311,10 @@ class Trainer:
                 if spans is None
                 else (max(q["start"], spans[i][0]), min(q["end"], spans[i][1]))
             )
-            if kind == "object" and spans is None:  # one decoder chunk around (part of) the answer
-                length = self.cfg.object_window / fps
-                a, b = gt_span(q)
-                s0 = random.uniform(max(lo, b - length), max(lo, min(a, hi - length)))
-                lo, hi = s0, min(hi, s0 + length)
             grid = query_grid(q, c, start=lo, end=max(hi, lo + 1.0 / fps))
+            if kind != "activity" and spans is None and len(grid) > self.cfg.train_queries:
+                step = len(grid) / self.cfg.train_queries
+                grid = grid[(random.uniform(0, step) + step * torch.arange(self.cfg.train_queries)).long()]
             tgt = (
                 self._clip_targets(q, grid, fps, batch[i][0])
                 if spans is not None
@@ -346,7 +377,7 @@ class Trainer:
             factor = (step + 1) / cfg.warmup
         else:
             done = (step - cfg.warmup) / max(total - cfg.warmup, 1)
-            factor = cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + np.cos(np.pi * min(done, 1.0)))
+            factor = cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
         for group, base in zip(self.opt.param_groups, self.base_lrs):
             group["lr"] = base * factor
 
@@ -368,7 +399,9 @@ class Trainer:
             self.best = (score, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
 
     def has_val(self) -> bool:
-        return self.cfg.val_every > 0 and any(v.queries for v in self.data.split("val"))
+        """Validation scores answers from memories; the per-query baseline has none and keeps its last step."""
+        return (self.cfg.val_every > 0 and self.cfg.method != "baseline"
+                and any(v.queries for v in self.data.split("val")))  # fmt: skip
 
     # ------------------------------------------------------------------ loop, saving, resuming
     def total_steps(self) -> int:
@@ -424,7 +457,7 @@ class Trainer:
         start = time.perf_counter()
         while self.step < total and self.epoch < self.cfg.epochs:
             rng = random.Random(self.cfg.seed * 1000 + self.epoch)
-            batches = list(video_batches(self.videos, self.cfg.batch_size, rng))
+            batches = self.batches(rng)
             if self.batch_in_epoch == 0:
                 bank, history = {}, defaultdict(list)  # memory reset every epoch
             for b in range(self.batch_in_epoch, len(batches)):
@@ -435,8 +468,9 @@ class Trainer:
                 self.model.temperature = (
                     self.cfg.temp_start + (self.cfg.temp_end - self.cfg.temp_start) * frac
                 )
-                if (self.cfg.method != "baseline" and self.cfg.scan_share > 0
-                        and (not self.scans or self.step - self.scanned_at >= self.cfg.scan_every)):  # fmt: skip
+                if self.cfg.method == "decoder" and (
+                    not self.scans or self.step - self.scanned_at >= self.cfg.scan_every
+                ):
                     self.rescan()
                 self.set_lr(total)
                 step_rng = random.Random(self.cfg.seed * 7919 + self.step)

@@ -1,5 +1,5 @@
-"""Evaluation end to end on a generated benchmark, the feature cache, the blind method, the per-class table,
-and the recipe's smallest setting."""
+"""Evaluation end to end on a generated benchmark, the feature cache, the ladder's rungs (prior, blind and
+oracle memories, memory statistics), the per-class table, and the recipe's smallest setting."""
 
 import json
 from collections import Counter
@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from longvmnet import cli
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, VideoItem
-from longvmnet.evaluate import DIAGNOSTIC_KEYS, TABLE_KEYS, Blind, diagnose, evaluate, format_table, score
+from longvmnet.evaluate import DIAGNOSTIC_KEYS, LADDER, TABLE_KEYS, diagnose, evaluate, format_table, score
 from longvmnet.hub import load_model
+from longvmnet.ladder import Prior, blind_memory, memory_stats, oracle_memory
+from longvmnet.memory import Memory
 from longvmnet.queries import ActivityAnswer, ObjectAnswer, TimeAnswer
 
 
@@ -48,8 +51,8 @@ def test_score_hand_computed():
 def test_diagnose_hand_computed():
     box, half = [0.0, 0.0, 0.2, 0.2], [0.0, 0.0, 0.2, 0.1]
     q = {"type": "object", "answer": {"boxes": {"1.0": box, "1.2": box}}}
-    # boxes on the true frames: IoU 1 and 0.5; present frames {1.0, 1.4} against true {1.0, 1.2}: 1 of 3
-    a = ObjectAnswer([1.0, 1.2, 1.4], [box, half, box], [0.9, 0.1, 0.9])
+    # boxes on the true frames: IoU 1 and 0.5; present frames (the best run) {1.2, 1.4} against {1.0, 1.2}: 1 of 3
+    a = ObjectAnswer([1.0, 1.2, 1.4], [box, half, box], [0.3, 0.8, 0.9])
     d = diagnose(q, a, 5)
     assert d["object_box_iou"] == pytest.approx(0.75) and d["object_frames_iou"] == pytest.approx(1 / 3)
     q = {"type": "time", "answer": {"start": 10.0, "end": 20.0}}
@@ -78,39 +81,111 @@ def test_evaluate_end_to_end(tiny_benchmark, tiny_checkpoint, tmp_path, method):
         assert result["stage1_s"] > 0 and result["stage2_s"] > 0
 
 
-def test_evaluate_cli_writes_json(tiny_benchmark, tiny_checkpoint, tmp_path, capsys):
+def test_evaluate_cli_prints_the_ladder(tiny_benchmark, tiny_checkpoint, tmp_path, capsys):
+    """The default is the whole ladder, every method on the same queries, in one table and one JSON."""
     out = tmp_path / "r.json"
     code = cli.main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_benchmark),
-                     "--split", "all", "--json", str(out)])  # fmt: skip
+                     "--split", "all", "--cache", str(tmp_path / "cache"), "--json", str(out)])  # fmt: skip
     assert code == 0
-    table = json.loads(out.read_text())
-    assert set(TABLE_KEYS) <= set(table)
-    assert "activity R@1x" in capsys.readouterr().err
+    saved = json.loads(out.read_text())
+    assert list(saved["methods"]) == list(LADDER)
+    n = sum(len(v.queries) for v in ReSTData(tiny_benchmark).split("all"))
+    for name, r in saved["methods"].items():
+        assert r["method"] == name and set(TABLE_KEYS) <= set(r)
+        assert sum(sum(r["counts"][k].values()) for k in ("activity", "object", "time")) == n
+        has_memory = name not in ("prior", "blind", "baseline")
+        assert set(r["memory"]) == (
+            {"enrichment", "top_cell_share", "duplicate_share"} if has_memory else set()
+        )
+    assert (
+        saved["methods"]["oracle"]["memory"]["enrichment"]
+        > saved["methods"]["uniform"]["memory"]["enrichment"]
+    )
+    err = capsys.readouterr().err
+    rows = [line.split()[0] for line in err.split("short / medium / long)")[1].splitlines()[2:9]]
+    assert rows == list(LADDER) and "per class" in err
+
+
+def test_evaluate_cli_rejects_an_unknown_method(tiny_benchmark, tiny_checkpoint):
+    with pytest.raises(SystemExit, match="Unknown method magic; choose 'ladder'"):
+        cli.main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_benchmark),
+                  "--method", "prior,magic"])  # fmt: skip
+
+
+def test_oracle_memory_holds_the_tokens_that_show_activities(tiny_benchmark, tiny_checkpoint, tmp_path):
+    from longvmnet.data.rest import token_relevance
+
+    model = load_model(tiny_checkpoint)
+    cache = FeatureCache(tmp_path, model)
+    c = model.config
+    for video in ReSTData(tiny_benchmark).split("all"):
+        feats = cache.video(video.path)
+        relevant = token_relevance(video.annotations, np.asarray(feats.times), c.grid)
+        mem = oracle_memory(model, cache, video)
+        assert mem.size == c.memory_size and bool((mem.times[1:] >= mem.times[:-1]).all())
+        frames = np.searchsorted(feats.times, mem.times.numpy() - 1e-3)
+        held = relevant[frames, (mem.rows * c.grid + mem.cols).numpy()]
+        # every token shows an activity, or all the video's activity tokens are in and the rest fills up
+        assert held.all() or held.sum() == relevant.sum()
+        stats = memory_stats(mem, video, c.grid, c.memory_fps)
+        assert stats["enrichment"] == pytest.approx(held.mean() / relevant.mean(), rel=0.05)
+
+
+def test_blind_memory_has_a_uniform_layout_and_no_content(tiny_benchmark, tiny_checkpoint):
+    model = load_model(tiny_checkpoint)
+    video = ReSTData(tiny_benchmark).split("all")[0]
+    mem = blind_memory(model, video)
+    c = model.config
+    assert mem.size == c.memory_size and not mem.tokens.any()
+    assert len(set(mem.times.tolist())) == c.memory_frames and 0 < float(mem.times.min()) < video.duration
+
+
+def test_memory_stats_hand_computed():
+    """One segment on object o (a box over the left column) from 2 s to 3 s; 4 frames at 1 fps, 2 x 2 grid."""
+    box = [0.0, 0.0, 0.3, 1.0]
+    boxes = [box if 10 <= f <= 15 else None for f in range(20)]  # 5 fps annotation frames
+    ann = {"fps": 5, "objects": {"o": {"boxes": boxes}}, "actor": {}, "segments": [
+        {"activity": "stir", "object": "o", "start": 2.0, "end": 3.0}]}  # fmt: skip
+    video = VideoItem("v", Path("v.mp4"), 4.0, "test", ann)
+
+    # the video: frames 2 and 3 show the object on cells 0 and 2 (the left column): 4 of 16 tokens
+    def memory(times, pos):
+        pos = torch.tensor(pos)
+        return Memory(torch.zeros(len(times), 2), torch.tensor(times, dtype=torch.float32), pos // 2, pos % 2)
+
+    stats = memory_stats(memory([2.0, 3.0, 2.0, 0.0], [0, 2, 0, 1]), video, 2, 1.0)
+    assert stats["enrichment"] == pytest.approx((3 / 4) / (4 / 16))
+    assert stats["top_cell_share"] == pytest.approx(2 / 4) and stats["duplicate_share"] == pytest.approx(
+        1 / 4
+    )
 
 
 def test_recipe_smallest_setting(tmp_path):
     from longvmnet.recipe import main
 
     results = main(["--tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ckpt"),
-                    "--variants", "longvmnet,baseline,no_continual,random_memory,centre"])  # fmt: skip
-    assert {
-        "longvmnet",
-        "baseline",
-        "no_continual",
-        "random_memory",
-        "uniform_frames",
-        "sweep_2",
-        "sweep_4",
-        "fresh_all",
-        "bundled",
-    } <= set(results)
+                    "--variants", "baseline,no_continual,random_memory"])  # fmt: skip
+    ladder = {"prior", "blind", "oracle", "baseline", "longvmnet", "random_memory", "uniform_frames"}
+    assert ladder | {"end_to_end", "no_continual", "sweep_2", "sweep_4", "fresh_all"} <= set(results)
     assert results["fresh_all"]["split"] == "all" and results["fresh_all"]["videos"] >= 1
+    decoder_log = json.loads((tmp_path / "work" / "longvmnet" / "train_log.json").read_text())
+    assert decoder_log["config"]["method"] == "decoder" and len(decoder_log["log"]) == 3  # --tiny: 3 steps
     card = (tmp_path / "ckpt" / "README.md").read_text()
-    assert card.startswith("---\nlicense: apache-2.0") and "| Long-VMNet |" in card
+    assert card.startswith("---\nlicense: apache-2.0") and "| Long-VMNet (ships: end to end" in card
     assert "| Long-VMNet, fresh benchmark" in card and "trained with random token selection" in card
     assert "AUC" in card and 0.0 <= results["backbone"]["instance_auc"] <= 1.0
-    assert results["blind"]["method"] == "blind" and "| Blind (the query alone" in card
-    assert "| class | Long-VMNet: activity / time | Per-query baseline: activity / time |" in card
+    for row in (
+        "| Prior (the query alone",
+        "| Blind (the model",
+        "| Oracle memory",
+        "| Long-VMNet, end to end",
+    ):
+        assert row in card
+    assert "| class | Long-VMNet: activity / time | Oracle memory: activity / time |" in card
+    memory_rows = card.split("| method | enrichment (x) |")[1].split("\n\n")[0].splitlines()[2:]
+    assert {r.split(" | ")[0][2:] for r in memory_rows} >= {"Oracle memory (the annotated activity tokens)",
+                                                              "Uniform frames"}  # fmt: skip
+    assert "| memory enrichment in activity tokens (x) | >= 5 |" in card
     assert "## The benchmark (version 2)" in card and "## Choosing the backbone" in card
     (probed,) = results["backbones"]["rows"]  # the fastest candidate, its own tokens probed
     assert probed["tokens"] == "7x7" and probed["channels"] == 112 and probed["frames_per_s"] > 0
@@ -118,16 +193,16 @@ def test_recipe_smallest_setting(tmp_path):
         0.0 <= probed["token_activity_accuracy"] <= 1.0
         and "| `tf_efficientnet_lite0` (3, 112) | 7x7 x 112 |" in card
     )
-    assert "centre" in results and "| Crops fused by their middle tokens" in card
     diagnostics = card.split("| method | object_box_iou short")[1].split("\n\n")[0].splitlines()[2:]
     rows = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ")[1:] for line in diagnostics}
-    assert {"Long-VMNet", "Per-query baseline"} <= set(rows)
-    assert len(rows["Long-VMNet"]) == 9 and all(0.0 <= float(v) <= 1.0 for v in rows["Long-VMNet"])
+    shipped = "Long-VMNet (ships: end to end, then the decoder phase)"
+    assert {shipped, "Per-query baseline"} <= set(rows)
+    assert len(rows[shipped]) == 9 and all(0.0 <= float(v) <= 1.0 for v in rows[shipped])
     assert load_model(tmp_path / "ckpt").config.grid == 4
 
 
 class _Data:
-    """Just what `Blind` reads of a ReSTData: activities and split(name)."""
+    """Just what `Prior` reads of a ReSTData: activities and split(name)."""
 
     activities = ["a", "b", "c"]
 
@@ -138,7 +213,7 @@ class _Data:
         return [v for v in self.videos if name in ("all", v.split)]
 
 
-def test_blind_answers_from_the_training_split():
+def test_prior_answers_from_the_training_split():
     objects = {"o1": {"category": "cup"}, "o2": {"category": "pan"}}
     train = VideoItem("v0", Path("v0.mp4"), 300.0, "train", {"objects": objects}, [
         {"type": "activity", "object": "o1", "answer": {"activities": ["b"]}},
@@ -149,17 +224,17 @@ def test_blind_answers_from_the_training_split():
     ])  # fmt: skip
     unseen = {"objects": {"o3": {"category": "cup"}, "o4": {"category": "bowl"}}}
     test = VideoItem("v1", Path("v1.mp4"), 300.0, "test", unseen)
-    blind = Blind(_Data([train, test]), object_fps=5)
-    cup = blind.answer(test, {"type": "activity", "object": "o3"}).activities
+    prior = Prior(_Data([train, test]), object_fps=5)
+    cup = prior.answer(test, {"type": "activity", "object": "o3"}).activities
     assert cup == [("b", pytest.approx(3 / 6)), ("c", pytest.approx(2 / 6)), ("a", pytest.approx(1 / 6))]
-    bowl = blind.answer(test, {"type": "activity", "object": "o4"}).activities  # unseen category: overall
+    bowl = prior.answer(test, {"type": "activity", "object": "o4"}).activities  # unseen category: overall
     assert [a for a, _ in bowl] == ["b", "a", "c"] and bowl[0][1] == pytest.approx(3 / 7)
-    obj = blind.answer(test, {"type": "object", "start": 1.0, "end": 1.5})
+    obj = prior.answer(test, {"type": "object", "start": 1.0, "end": 1.5})
     assert obj.times == pytest.approx([1.0, 1.2, 1.4]) and obj.present() == [0, 1, 2]
     assert obj.boxes[0] == pytest.approx([0.1, 0.1, 0.3, 0.3])
-    span = blind.answer(test, {"type": "time", "start": 100.0, "end": 200.0})
+    span = prior.answer(test, {"type": "time", "start": 100.0, "end": 200.0})
     assert (span.start, span.end) == (140.0, 160.0)  # the median duration, centred
-    span = blind.answer(test, {"type": "time", "start": 0.0, "end": 8.0})
+    span = prior.answer(test, {"type": "time", "start": 0.0, "end": 8.0})
     assert (span.start, span.end) == (0.0, 8.0)  # clipped to the window
 
 
@@ -178,26 +253,26 @@ def _check_per_class(result: dict, data: ReSTData) -> None:
     assert {r.split("  ")[0].strip() for r in rows} == set(per_class["activity"]) | set(per_class["time"])
 
 
-@pytest.mark.parametrize("method", ["blind", "uniform"])
+@pytest.mark.parametrize("method", ["prior", "uniform"])
 def test_per_class_table(tiny_benchmark, tiny_checkpoint, tmp_path, method):
     data = ReSTData(tiny_benchmark)
-    model = load_model(tiny_checkpoint) if method != "blind" else None
+    model = load_model(tiny_checkpoint) if method != "prior" else None
     cache = FeatureCache(tmp_path, model) if model is not None else None
     result = evaluate(model, data, "all", method=method, cache=cache, progress=False)
     _check_per_class(result, data)
-    if method == "blind":
+    if method == "prior":
         assert result["stage1_s"] == 0.0 and result["memory_tokens"] == 0
         n = sum(len(v.queries) for v in data.split("all"))
         assert sum(sum(result["counts"][k].values()) for k in ("activity", "object", "time")) == n
 
 
-def test_evaluate_blind_cli_needs_no_checkpoint(tiny_benchmark, tmp_path, capsys, monkeypatch):
+def test_evaluate_prior_cli_needs_no_checkpoint(tiny_benchmark, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LONGVMNET_CHECKPOINT", str(tmp_path / "nowhere"))  # never loaded
-    out = tmp_path / "blind.json"
-    code = cli.main(["evaluate", "--data", str(tiny_benchmark), "--split", "all", "--method", "blind",
+    out = tmp_path / "prior.json"
+    code = cli.main(["evaluate", "--data", str(tiny_benchmark), "--split", "all", "--method", "prior",
                      "--json", str(out)])  # fmt: skip
     assert code == 0
     saved = json.loads(out.read_text())
-    assert saved["method"] == "blind" and set(TABLE_KEYS) <= set(saved)
+    assert saved["method"] == "prior" and set(TABLE_KEYS) <= set(saved)
     assert set(saved["per_class"]) == {"activity", "time"} and saved["per_class"]["activity"]
     assert "per class" in capsys.readouterr().err

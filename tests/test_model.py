@@ -151,7 +151,7 @@ def test_losses_finite(model, kind):
     model.eval()
 
 
-@pytest.mark.parametrize("fusion", ["paper", "pooled", "centre"])
+@pytest.mark.parametrize("fusion", ["paper", "pooled"])
 def test_fusions(fusion):
     torch.manual_seed(0)
     m = LongVMNet(preset("tiny", fusion=fusion)).eval()
@@ -161,20 +161,13 @@ def test_fusions(fusion):
     assert not torch.allclose(out["activity_logits"], out2["activity_logits"])
 
 
-def test_centre_fusion_adds_how_well_each_token_matches_the_crop_centre():
-    torch.manual_seed(0)
-    m = LongVMNet(preset("tiny", fusion="centre")).eval()
-    g, d = m.config.grid, m.config.d_model
+def test_crop_centre_is_the_mean_of_the_middle_tokens():
+    from longvmnet.probe import crop_centre
+
+    g, d = 4, 8
     obj = torch.randn(1, g * g, d)
     obj.view(1, g, g, d)[:, 1:4, 1:4] = 2.0  # the middle 3 x 3 of the 4 x 4 crop: one vector
-    centre = m.crop_centre(obj)
-    assert torch.allclose(centre, torch.full((1, 1, d), 2.0))
-    mem = torch.stack([centre[0, 0], -centre[0, 0], torch.randn(d)]).unsqueeze(0)  # match, opposite, other
-    fused = m.fuse(mem, obj)
-    assert torch.allclose(fused[0, 0], 4.0 + m.match_embed) and torch.allclose(
-        fused[0, 1], -4.0 - m.match_embed
-    )
-    assert not hasattr(LongVMNet(preset("tiny", fusion="pooled")), "match_embed")
+    assert torch.allclose(crop_centre(obj, g), torch.full((1, 1, d), 2.0))
 
 
 def test_time_bias_makes_the_decoder_look_near_its_times():
@@ -259,5 +252,5 @@ def test_pointer_reads_matching_tokens_near_each_time():
     assert torch.allclose(ev["centre"][0, 1], torch.tensor([x, y]), atol=0.02)  # the box sits on token 5
 
 
-def test_pointer_is_opt_in():
-    assert not preset("paper").pointer and not preset("lite").pointer and preset("tiny").pointer
+def test_pointer_is_ours_not_the_papers():
+    assert not preset("paper").pointer and preset("lite").pointer and preset("tiny").pointer

@@ -61,8 +61,8 @@ def test_draw_boxes_colours_the_outline_only():
 
 def test_timeline_marks_the_span():
     times = list(np.arange(10.0, 31.0))
-    start, end = np.linspace(0, 1, 21), np.linspace(1, 0, 21)
-    fig = R.timeline(times, start / start.sum(), end / end.sum(), (14.0, 22.0))
+    inside = np.where((np.array(times) >= 14.0) & (np.array(times) < 22.0), 0.9, 0.1)
+    fig = R.timeline(times, inside, (14.0, 22.0))
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     spans = [p for p in ax.patches if p.get_label() == "predicted span"]
@@ -74,8 +74,9 @@ def test_timeline_marks_the_span():
     )
     assert min(xs) == pytest.approx(14.0) and max(xs) == pytest.approx(22.0)
     lines = {line.get_label(): line for line in ax.lines}
-    assert set(lines) == {"start", "end"}
-    np.testing.assert_allclose(lines["start"].get_xdata(), times)
+    assert set(lines) == {"under way", "even odds"}
+    np.testing.assert_allclose(lines["under way"].get_xdata(), times)
+    np.testing.assert_allclose(lines["under way"].get_ydata(), inside)
     assert "14.0" in ax.get_title() and "22.0" in ax.get_title()
     fig.savefig(__import__("io").BytesIO(), format="png")  # renders with Agg, no pyplot needed
 

@@ -59,12 +59,23 @@ def test_continual_loss_answers_past_queries(tiny_benchmark, tmp_path):
         assert bank[video.id][0].shape == (tr.model.config.memory_size,)
 
 
-def test_resume_continues_exactly(tiny_benchmark, tmp_path):  # full-scan memories included (saved state)
-    run = {"epochs": 100, "batch_size": 2, "save_every": 2, "scan_share": 0.5, "scan_every": 3}
+@pytest.mark.parametrize("method", ["longvmnet", "decoder"])  # memory banks / full-scan memories saved
+def test_resume_continues_exactly(tiny_benchmark, tmp_path, method):
+    # resumed on the cosine part of the schedule (past the warm-up), as long runs are
+    run = {"epochs": 100, "batch_size": 2, "save_every": 2, "scan_every": 3, "warmup": 2, "method": method}
     full = make_trainer(tiny_benchmark, tmp_path / "full", max_steps=6, **run)
     full_log = full.run(progress=False)
-    part = make_trainer(tiny_benchmark, tmp_path / "part", max_steps=4, **run)
-    part.run(progress=False)
+    part = make_trainer(tiny_benchmark, tmp_path / "part", max_steps=6, **run)
+    step = part.train_step
+
+    def interrupted(*args):  # the run is killed after its state at step 4 was saved
+        if part.step == 4:
+            raise KeyboardInterrupt
+        return step(*args)
+
+    part.train_step = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        part.run(progress=False)
     resumed = make_trainer(tiny_benchmark, tmp_path / "part", max_steps=6, **run)
     resumed_log = resumed.run(progress=False)
     assert [e["step"] for e in resumed_log] == [1, 2, 3, 4, 5, 6]
@@ -72,6 +83,27 @@ def test_resume_continues_exactly(tiny_benchmark, tmp_path):  # full-scan memori
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=5e-3) for k in a)  # Adam amplifies float noise
     assert (tmp_path / "part" / "out" / "model.safetensors").is_file()
+
+
+def test_decoder_phase_trains_on_full_scan_memories_with_the_sampler_frozen(tiny_benchmark, tmp_path):
+    tr = make_trainer(tiny_benchmark, tmp_path, method="decoder", batch_size=5, max_steps=3, epochs=100,
+                      scan_every=2)  # fmt: skip
+    sampler = {k: v.clone() for k, v in tr.model.sampler.state_dict().items()}
+    decoder = {k: v.clone() for k, v in tr.model.decoder.state_dict().items()}
+    log = tr.run(progress=False)
+    assert len(log) == 3 and all(e["loss"] == e["loss"] for e in log)
+    epoch = [e for e in log if e["epoch"] == 0]  # every training query answered once in the first epoch
+    assert sum(e["answered"] for e in epoch) == sum(len(v.queries) for v in tr.videos)
+    assert "sampler_aux" not in log[0] and tr.scanned_at == 2  # rescanned after 2 steps
+    assert all(torch.equal(sampler[k], v) for k, v in tr.model.sampler.state_dict().items())
+    assert any(not torch.equal(decoder[k], v) for k, v in tr.model.decoder.state_dict().items())
+    c = tr.model.config
+    for video in tr.videos:  # every row answers from its video's full-scan memory
+        frames, pos = tr.scans[video.id]
+        assert len(frames) == len(pos) == c.memory_size
+    batches = tr.batches(random.Random(0))  # queries of any videos, every query once an epoch
+    assert sum(len(b) for b in batches) == sum(len(v.queries) for v in tr.videos)
+    assert any(len({v.id for v, _ in b}) < len(b) for b in batches)
 
 
 def test_baseline_trains(tiny_benchmark, tmp_path):
@@ -151,22 +183,20 @@ def test_pointer_targets_train_object_and_time_queries(tiny_benchmark, tmp_path)
     assert "pointer" not in tr.train_step([by_kind["activity"]], {}, defaultdict(list), random.Random(0))
 
 
-def test_scan_share_answers_from_the_full_scan_memory(tiny_benchmark, tmp_path):
-    tr = make_trainer(tiny_benchmark, tmp_path, scan_share=1.0)
+def test_decoder_phase_answers_from_the_full_scan_memory(tiny_benchmark, tmp_path):
+    tr = make_trainer(tiny_benchmark, tmp_path, method="decoder")
     tr.prepare(progress=False)
     tr.rescan()
-    m = tr.model.config.memory_size
+    m, g = tr.model.config.memory_size, tr.model.config.grid
     assert all(f.shape == (m,) and p.shape == (m,) for f, p in tr.scans.values())
     video = tr.videos[0]
     f, pos = tr.scans[video.id]
-    g = tr.model.config.grid
-    memory = {"tokens": torch.zeros(1, m, tr.model.config.d_model), "times": torch.full((1, m), -1.0),
-              "rows": torch.zeros(1, m, dtype=torch.long), "cols": torch.zeros(1, m, dtype=torch.long)}  # fmt: skip
-    prov = [(np.zeros(m, dtype=int), np.zeros(m, dtype=int))]
-    mixed = tr._mix_scans(memory, [(video, video.queries[0])], random.Random(0), prov)
-    assert torch.equal(mixed["times"][0], torch.from_numpy(tr.feats[video.id].times[f]).float())
-    assert torch.equal(mixed["rows"][0] * g + mixed["cols"][0], torch.from_numpy(pos))
-    assert prov[0][0] is f and (memory["times"] == -1).all()  # provenance follows; the input is untouched
+    memory = tr._scanned_memory([(video, video.queries[0])])
+    assert torch.equal(memory["times"][0], torch.from_numpy(tr.feats[video.id].times[f]).float())
+    assert torch.equal(memory["rows"][0] * g + memory["cols"][0], torch.from_numpy(pos))
+    tr.model.eval()  # no token dropout: the tokens are the scanned tokens, projected
+    raw = torch.from_numpy(np.asarray(tr.feats[video.id].tokens[f, pos], dtype=np.float32))
+    assert torch.allclose(tr._scanned_memory([(video, video.queries[0])])["tokens"][0], tr.model.project(raw))
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor(tiny_benchmark, tmp_path):

@@ -1,0 +1,57 @@
+"""Decoding per-time scores into answers: the best run of logits, an object answer's present frames, a time
+answer's span."""
+
+import pytest
+import torch
+
+from longvmnet.queries import ObjectAnswer, best_run, decode
+
+
+@pytest.mark.parametrize(
+    ("logits", "run"),
+    [
+        ([-1.0, 2.0, -0.5, 3.0, -4.0, 1.0], (1, 3)),  # 2 - 0.5 + 3 = 4.5 beats 3 alone and 1 alone
+        ([-3.0, -1.0, -2.0], (1, 1)),  # all negative: the largest one
+        ([1.0, 1.0, 1.0], (0, 2)),
+        ([5.0, -6.0, 2.0, 2.0], (0, 0)),  # 5 > 2 + 2 and 5 - 6 + 4 = 3
+    ],
+)
+def test_best_run_hand_computed(logits, run):
+    assert best_run(torch.tensor(logits)) == run
+
+
+def test_present_frames_are_one_run():
+    a = ObjectAnswer([0.0, 0.2, 0.4, 0.6, 0.8], [[0, 0, 1, 1]] * 5, [0.9, 0.4, 0.9, 0.1, 0.7])
+    # logits ~ 2.2, -0.4, 2.2, -2.2, 0.85: the run 0..2 (4.0) beats 4 alone and the whole (2.65)
+    assert a.present() == [0, 1, 2]
+    assert (
+        ObjectAnswer([1.0], [[0, 0, 1, 1]], [0.01]).present() == [0]
+        and ObjectAnswer([], [], []).present() == []
+    )
+
+
+def test_time_answer_is_the_best_run_of_inside_scores():
+    times = torch.arange(10.0, 20.0)[None]
+    inside = torch.full((1, 10), -3.0)
+    inside[0, 4:7] = 2.0
+    out = {"start_logits": torch.zeros(1, 10), "end_logits": torch.zeros(1, 10), "inside_logits": inside}
+    (a,) = decode("time", out, times, torch.ones(1, 10, dtype=torch.bool), ["a"], fps=1.0)
+    assert (a.start, a.end) == (14.0, 17.0)  # the last time query covers one second
+    assert a.inside_scores == pytest.approx(inside[0].sigmoid().tolist())
+    assert a.score == pytest.approx(float(torch.tensor(2.0).sigmoid()))
+
+
+def test_time_grid_lies_on_the_frames_at_its_rate():
+    """A range starting between frames (39.9 s at 5 fps) samples the frames 40.0, 40.2, ...: the times the
+    annotations and the scores index (a grid at 39.9, 40.1, ... matched no annotated box)."""
+    from longvmnet.queries import time_grid
+
+    grid = time_grid(39.9, 339.9, 5.0)
+    assert (
+        len(grid) == 1500
+        and float(grid[0]) == pytest.approx(40.0)
+        and float(grid[-1]) == pytest.approx(339.8)
+    )
+    assert torch.allclose(grid * 5, (grid * 5).round(), atol=1e-3)
+    assert time_grid(3.05, 3.1, 5.0).tolist() == pytest.approx([3.05])  # no frame inside: the start alone
+    assert time_grid(0.0, 4.0, 1.0).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
