@@ -91,7 +91,7 @@ def memory_from_cache(model, cache: FeatureCache, video: VideoItem):
 def baseline_answer(model, q, clips: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Answer:
     """Per-query baseline on one query's window, given as clips of (times (t,), projected tokens (t, p, d)),
     t <= T, in time order: the encoder-decoder sees one clip at a time in place of the memory; logits are
-    aggregated over the clips (activity: max; object: each clip answers its own frames; time: start/end
+    aggregated over the clips (activity: max; object: each clip answers its own frames; time: per-time
     logits concatenated). The same code path serves cached tokens (evaluation) and decoded video (bench)."""
     c = model.config
     kind = q.kind
