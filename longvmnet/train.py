@@ -63,9 +63,7 @@ class TrainConfig:
     train_queries: int = 256
     token_dropout: float = 0.1  # drop backbone token channels (stands in for frame augmentations)
     sampler_aux: float = 1.0  # weight of the sampler's target: keep tokens showing activities (0 = off)
-    scan_every: int = (
-        100  # decoder phase: steps between rescans of the training videos (the projection trains)
-    )
+    scan_every: int = 100  # decoder phase: steps between rescans of the videos (the projection trains)
     # "longvmnet": end to end (the paper); "decoder": the sampler frozen, every query answered from its video's
     # full-scan memory as at inference (rescanned every `scan_every` steps), `batch_size` queries of any videos
     # per step (ours); "baseline": no memory, the query's own clip only
