@@ -19,13 +19,16 @@ def _user_errors() -> tuple[type[Exception], ...]:
     return (CheckpointError, MemoryFileError, ProbeError, QueryError, VideoError, FileNotFoundError)
 
 
-def cmd_build_memory(args) -> dict:
+def cmd_build_memory(args) -> dict | None:
+    if Path(args.video).is_dir():
+        return _build_corpus(args)
     from tqdm import tqdm
 
+    from longvmnet.distributed import pick_device
     from longvmnet.hub import load_model
     from longvmnet.inference import build_memory
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint, device=pick_device(args.device))
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -42,6 +45,17 @@ def cmd_build_memory(args) -> dict:
             bar.close()
     path = memory.save(args.out)
     return {"memory": str(path), **asdict(memory.meta), "tokens": memory.size}
+
+
+def _build_corpus(args) -> dict | None:
+    """build-memory over a folder: a memory per video and OUT/index.json; split across torchrun's ranks."""
+    from longvmnet import distributed
+    from longvmnet.corpus import build_corpus
+    from longvmnet.hub import load_model
+
+    with distributed.session(args.device) as world:
+        model = load_model(args.checkpoint, device=world.device)
+        return build_corpus(model, args.video, args.out, world=world, progress=not args.quiet)
 
 
 def cmd_ask(args) -> dict:
@@ -86,19 +100,26 @@ def cmd_benchmark_stats(args) -> dict:
     return result
 
 
-def cmd_train(args) -> dict:
+def cmd_train(args) -> dict | None:
+    import torch
+
+    from longvmnet import distributed
     from longvmnet.config import preset
     from longvmnet.data.features import FeatureCache
     from longvmnet.data.rest import ReSTData
     from longvmnet.model import LongVMNet
     from longvmnet.train import TrainConfig, Trainer
 
-    data = ReSTData(args.data)
-    model = LongVMNet(preset(args.preset, activities=list(data.activities)))
-    cfg = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                      continual=args.continual, method=args.method)  # fmt: skip
-    cache = FeatureCache(args.cache or Path(args.data) / "cache", model)
-    log = Trainer(model, data, cache, cfg, Path(args.out)).run(resume=not args.restart)
+    with distributed.session(args.device) as world:  # a process group under torchrun (WORLD_SIZE > 1)
+        data = ReSTData(args.data)
+        torch.manual_seed(args.seed)  # the same initial weights for a seed, whatever the number of ranks
+        model = LongVMNet(preset(args.preset, activities=list(data.activities)))
+        cfg = TrainConfig(epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                          continual=args.continual, method=args.method)  # fmt: skip
+        cache = FeatureCache(args.cache or Path(args.data) / "cache", model)
+        log = Trainer(model, data, cache, cfg, Path(args.out), world=world).run(resume=not args.restart)
+    if not world.main:
+        return None  # rank 0 answers for the run
     return {"checkpoint": args.out, "steps": len(log), "final_loss": log[-1]["loss"] if log else None}
 
 
@@ -184,12 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="longvmnet", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    b = sub.add_parser("build-memory", help="stage 1: scan a video once into a memory file")
-    b.add_argument("video")
+    b = sub.add_parser("build-memory", help="stage 1: scan a video (or a folder of videos) into memory files")
+    b.add_argument("video", help="a video file, or a folder: every video under it, resumably (index.json)")
     b.add_argument(
         "--checkpoint", default=None, help="folder or Hub repo id (default: the bundled checkpoint)"
     )
-    b.add_argument("--out", required=True, help="memory file to write (.safetensors)")
+    b.add_argument("--out", required=True, help="memory file to write (.safetensors); for a folder, a folder")
+    b.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the model runs (auto: CUDA when present; under torchrun, the rank's GPU)")  # fmt: skip
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build_memory)
 
@@ -223,18 +246,22 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", default=None, help="write the figures as JSON here")
     st.set_defaults(func=cmd_benchmark_stats)
 
-    t = sub.add_parser("train", help="train Long-VMNet (or the per-query baseline) on a benchmark")
+    t = sub.add_parser("train", help="train Long-VMNet (or the per-query baseline); also under torchrun")
     t.add_argument("--data", required=True, help="benchmark folder (longvmnet generate)")
     t.add_argument("--out", required=True, help="checkpoint folder to write")
     t.add_argument("--preset", default="lite")
     t.add_argument("--epochs", type=int, default=4)
     t.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: all epochs)")
-    t.add_argument("--batch-size", type=int, default=6)
+    t.add_argument(
+        "--batch-size", type=int, default=6, help="videos per step (under torchrun: over all ranks)"
+    )
     t.add_argument("--continual", type=int, default=2, help="past queries in the continual loss (0: off)")
     t.add_argument("--method", choices=["longvmnet", "baseline"], default="longvmnet")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--cache", default=None, help="feature cache folder (default: DATA/cache)")
     t.add_argument("--restart", action="store_true", help="ignore a saved training state")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where training runs (auto: CUDA when present; under torchrun, the rank's GPU)")  # fmt: skip
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="Table 2 of the paper for the accuracy ladder on a benchmark split")

@@ -13,6 +13,13 @@ The learning rate warms up linearly, then decays on a cosine; with `val_every` t
 so many steps (memories built on cached tokens, as stage 1 builds them) and the best model is the one saved;
 `loss_curves.png` plots the loss terms and the validation score.
 
+Several processes (`torchrun --nproc_per_node N -m longvmnet.train ...`, `distributed.World`): data parallel
+by hand rather than DistributedDataParallel, since a step calls the model several times. Every rank draws the
+same global batches and computes a contiguous share of each batch's rows (no video on two ranks in one step);
+the loss is the global batch's, the gradients are summed over the ranks, and the banks written in a step are
+exchanged, so N ranks follow the trajectory of 1 process over the same batches (up to float rounding, with
+the model's own dropout at 0). Rank 0 validates and writes checkpoints and logs.
+
 Letters: b batch (videos), m memory, k clip tokens, p tokens per frame, c backbone channels.
 """
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -30,21 +38,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from longvmnet.data.features import FeatureCache, VideoFeatures
-from longvmnet.data.rest import (
-    ReSTData,
-    VideoItem,
-    frames_in,
-    gt_span,
-    query_grid,
-    query_token_targets,
-    targets,
-    token_relevance,
-    video_batches,
-)
+from longvmnet import distributed
+from longvmnet.data.features import FeatureCache
+from longvmnet.data.rest import ReSTData, video_batches
+from longvmnet.distributed import World
 from longvmnet.ladder import memory_from_cache
 from longvmnet.losses import Criterion
 from longvmnet.model import LongVMNet
+from longvmnet.train_inputs import Row, RowRandom, TrainInputs
+from longvmnet.train_state import load_state, save_state
 
 
 @dataclass
@@ -76,31 +78,22 @@ class TrainConfig:
     seed: int = 0
 
 
-def _rng_clip(rng: random.Random, q: dict, video: VideoItem, times: np.ndarray, t_len: int, focus: float):
-    """First frame index of the query's training clip (T frames at the memory fps)."""
-    lo, hi = q["start"], q["end"]
-    if rng.random() < focus:
-        if q["type"] == "activity":
-            segs = [s for s in video.annotations["segments"]
-                    if s["object"] == q["object"] and s["end"] > lo and s["start"] < hi]  # fmt: skip
-            s = rng.choice(segs) if segs else {"start": lo, "end": hi}
-            a, b = max(lo, s["start"]), min(hi, s["end"])
-        else:
-            a, b = gt_span(q)
-        centre = rng.uniform(a, b)
-    else:
-        centre = rng.uniform(lo, hi)
-    f_lo, f_hi = frames_in(times, lo, hi)
-    f0 = int(np.searchsorted(times, centre)) - t_len // 2
-    return int(np.clip(f0, f_lo, max(f_lo, f_hi - t_len)))
-
-
 class Trainer:
-    def __init__(self, model: LongVMNet, data: ReSTData, cache: FeatureCache, cfg: TrainConfig, out: Path):
+    """The loop: batches, the step, the learning-rate schedule, validation, saving and resuming.
+
+    Under torchrun (`world` of size N) every rank walks the same batches; each step's rows are split
+    contiguously over the ranks (`World.shard`), so no video is on two ranks in one step. See `train_step`.
+    """
+
+    def __init__(self, model: LongVMNet, data: ReSTData, cache: FeatureCache, cfg: TrainConfig, out: Path,
+                 world: World | None = None):  # fmt: skip
         self.model, self.data, self.cache, self.cfg, self.out = model, data, cache, cfg, Path(out)
+        self.world = world or distributed.current()
         self.videos = [v for v in data.split("train") if v.queries]
         if not self.videos:
             raise ValueError("The benchmark has no training queries.")
+        self.world.broadcast_module(model)  # every rank starts from rank 0's weights
+        self.inputs = TrainInputs(model, data, cache, cfg)
         self.crit = Criterion()
         sampler_params = list(model.sampler.parameters())
         ids = {id(p) for p in sampler_params}
@@ -109,6 +102,7 @@ class Trainer:
         if cfg.method != "decoder":  # the decoder phase keeps the sampler as it is
             groups.insert(0, {"params": sampler_params, "lr": cfg.lr_sampler})
         self.opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        self.trained = [p for g in self.opt.param_groups for p in g["params"]]
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.step = 0
         self.epoch = 0
@@ -116,42 +110,44 @@ class Trainer:
         self.log: list[dict] = []
         self.val_log: list[dict] = []  # {"step", "score", "table"} per validation
         self.best: tuple[float, dict] | None = None  # (validation score, model state) of the best so far
-        self.feats: dict[str, VideoFeatures] = {}
-        self.crops: dict[str, torch.Tensor] = {}
-        self.relevance: dict[str, np.ndarray] = {}  # video -> (frames, p) tokens that show an activity
         self.scans: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # video -> full-scan memory (frames, pos)
         self.scanned_at = -1  # step of the last rescan
+        self.held: list[str] = []  # videos of this rank's rows in the last step
 
     # ------------------------------------------------------------------ data
     def prepare(self, progress: bool = True) -> None:
-        for v in tqdm(self.videos, desc="caching features", disable=not progress):
-            self.feats[v.id] = self.cache.video(v.path)
-            self.relevance[v.id] = token_relevance(
-                v.annotations, np.asarray(self.feats[v.id].times), self.model.config.grid
-            )
-            for q in v.queries:
-                if "crop" in q and q["crop"] not in self.crops:
-                    self.crops[q["crop"]] = torch.from_numpy(
-                        self.cache.crop(self.data.path(q["crop"])).astype(np.float32)
-                    )
+        """Cache the backbone tokens (each rank fills the cache for its share of the videos first), then load
+        them. With validation the val videos and crops are cached too, before the model leaves the CPU."""
+        videos = self.videos + (self.data.split("val") if self.has_val() else [])
+        for v in videos[self.world.shard(len(videos))]:
+            self.cache.video(v.path)
+        self.world.barrier()
+        self.inputs.prepare(self.videos, progress)
+        for v in videos[len(self.videos) :]:
+            self.inputs.prepare([v], progress=False)
 
     def rescan(self, progress: bool = False) -> None:
-        """Stage 1 over every training video with the current model (as at inference): memory provenance."""
+        """Stage 1 over every training video with the current model (as at inference): memory provenance.
+        Each rank scans its share of the videos; the scans are gathered on every rank."""
         was_training = self.model.training
         g = self.model.config.grid
         self.model.eval()
-        for v in tqdm(self.videos, desc="scanning memories", disable=not progress, leave=False):
+        mine = self.videos[self.world.shard(len(self.videos))]
+        scans = {}
+        for v in tqdm(mine, desc="scanning memories", disable=not progress, leave=False):
             mem = memory_from_cache(self.model, self.cache, v)
-            times = self.feats[v.id].times
+            times = self.inputs.feats[v.id].times
             frames = np.clip(np.searchsorted(times, mem.times.numpy() - 1e-3), 0, len(times) - 1)
-            self.scans[v.id] = (frames, (mem.rows * g + mem.cols).numpy())
+            scans[v.id] = (frames, (mem.rows * g + mem.cols).numpy())
+        for part in self.world.gather(scans):
+            self.scans.update(part)
         self.scanned_at = self.step
         self.model._fingerprint = None  # hashed by the scan; the weights change with the next step
         self.model.train(was_training)
 
-    def batches(self, rng: random.Random) -> list[list[tuple[VideoItem, dict]]]:
-        """One epoch: at most one query per video in a batch (end to end), or shuffled queries of any videos
-        (the decoder phase, whose memories stay fixed between rescans)."""
+    def batches(self, rng: random.Random) -> list[list[Row]]:
+        """One epoch of global batches: at most one query per video in a batch (end to end), or shuffled
+        queries of any videos (the decoder phase, whose memories stay fixed between rescans)."""
         if self.cfg.method != "decoder":
             return list(video_batches(self.videos, self.cfg.batch_size, rng))
         pairs = rng.sample(
@@ -162,210 +158,95 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return len(self.batches(random.Random(0)))
 
-    def _raw(self, vid: str, frame_idx: np.ndarray, pos: np.ndarray):
-        f = self.feats[vid]
-        raw = torch.from_numpy(np.asarray(f.tokens[frame_idx, pos], dtype=np.float32))
-        return raw, torch.from_numpy(f.times[frame_idx]).float()
-
-    def _tokens(self, raw: torch.Tensor) -> torch.Tensor:
-        if self.model.training and self.cfg.token_dropout > 0:
-            raw = torch.nn.functional.dropout(raw, self.cfg.token_dropout)
-        return self.model.project(raw)
-
     # ------------------------------------------------------------------ one step
-    def train_step(
-        self, batch: list[tuple[VideoItem, dict]], bank: dict, history: dict, rng: random.Random
-    ) -> dict:
+    def train_step(self, batch: list[Row], bank: dict, history: dict) -> dict:
         """Write (or fetch) each row's memory, answer the row's query (and, end to end, the video's last
-        `continual` queries) from it, and take one optimiser step on the summed losses."""
-        cfg, model = self.cfg, self.model
-        if cfg.method == "decoder":
-            memory, spans, aux = self._scanned_memory(batch), None, None
-            prov = [self.scans[video.id] for video, _ in batch]
-        else:
-            clip, clip_f = self._clips(batch, rng)
-            if cfg.method == "baseline":
-                memory, spans, aux = clip, [(float(t[0]), float(t[-1]) + 1.0 / model.config.memory_fps)
-                                            for t in clip["times"]], None  # fmt: skip
-                prov = [(clip_f[i], (clip["rows"][i] * model.config.grid + clip["cols"][i]).numpy())
-                        for i in range(len(batch))]  # fmt: skip
-            else:
-                memory, aux = self._sampled_memory(batch, bank, clip, clip_f, rng)
-                spans = None
-                prov = [bank[video.id] for video, _ in batch]  # (frames, patches) of each row's memory tokens
-        # the current query and the last p queries of each video, all answered from the new memory
-        items = []
-        for i, (video, q) in enumerate(batch):
-            items.append((i, q, True))
-            if cfg.method == "longvmnet":
-                items += (
-                    [(i, old, False) for old in history[video.id][-cfg.continual :]] if cfg.continual else []
-                )
-        losses, terms_log, n = [], defaultdict(float), 0
-        for kind in ("activity", "object", "time"):
-            group = [(i, q) for i, q, _ in items if q["type"] == kind]
-            if not group:
-                continue
-            inputs = self._inputs(kind, group, batch, spans, prov)
-            if inputs is None:
-                continue
-            rows, times, mask, obj, act, tgt = inputs
-            mem_k = {key: memory[key][rows] for key in ("tokens", "times", "rows", "cols")}
-            out = model(mem_k, kind, times, mask, object_tokens=obj, activity=act)
-            loss, terms = self.crit(kind, out, tgt)
-            losses.append(loss * len(rows))
-            n += len(rows)
-            for key, v in terms.items():
-                terms_log[key] += float(v.detach()) * len(rows)
-        if aux is not None:
-            terms_log["sampler_aux"] = float(aux.detach()) * max(n, 1)
-        if losses or aux is not None:  # the baseline may have no target (its clip misses every answer)
-            total = (sum(losses) / n if losses else 0.0) + (cfg.sampler_aux * aux if aux is not None else 0.0)
+        `continual` queries) from it, and take one optimiser step on the summed losses.
+
+        `batch` is the global batch; this rank computes its share of the rows (`World.shard`). The loss is
+        the global batch's (`_answer`); the summed gradients make the step of one process over the whole
+        batch. Afterwards the banks the ranks wrote are exchanged and the history takes the whole batch, so
+        every rank holds the memories one process would.
+        """
+        cfg, world = self.cfg, self.world
+        rand = RowRandom(cfg.seed, self.step)
+        rows = batch[world.shard(len(batch))]
+        self.held = [video.id for video, _ in rows]
+        memory, spans, prov, aux = self._memories(rows, bank, rand)
+        total, n, logs = self._answer(rows, history, memory, spans, prov, rand)
+        neural = self.model.config.selection == "neural"
+        has_aux = cfg.method == "longvmnet" and cfg.sampler_aux > 0 and neural  # on every rank alike
+        share = len(rows) / max(len(batch), 1)  # this rank's part of the batch-mean auxiliary loss
+        if has_aux:
+            mine = float(aux.detach()) * share if aux is not None else 0.0
+            logs["sampler_aux"] = world.sum_floats([mine])[0]
+        if n or has_aux:  # the baseline may have no target (its clip misses every answer)
             self.opt.zero_grad(set_to_none=True)
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            local = total + (cfg.sampler_aux * aux * share if aux is not None else 0.0)
+            if local.requires_grad:  # a rank without rows has no graph; it adds zeros to the gradient sum
+                local.backward()
+            world.reduce_grads(self.trained)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.opt.step()
-        else:
-            total = torch.zeros(())
+        if world.size > 1 and cfg.method == "longvmnet":  # memory sync: every rank's bank = one process's
+            for part in world.gather({video.id: bank[video.id] for video, _ in rows}):
+                bank.update(part)
         for video, q in batch:
             history[video.id].append(q)
             del history[video.id][: -max(cfg.continual, 1)]
-        return {
-            "loss": float(total.detach()),
-            "answered": n,
-            **{k: v / max(n, 1) for k, v in terms_log.items()},
-        }
+        loss = float(total.detach()) + (cfg.sampler_aux * logs["sampler_aux"] if has_aux else 0.0)
+        return {"loss": loss, **logs}
 
-    def _clips(self, batch, rng: random.Random) -> tuple[dict, list[np.ndarray]]:
-        """Each row's training clip (T frames near its query's answer, `clip_focus`): tokens with provenance,
-        and the clip tokens' frame indices."""
-        c = self.model.config
-        p, t_len, g = c.tokens_per_frame, c.clip_len, c.grid
-        raws, ts, positions, frames = [], [], [], []
-        for video, q in batch:
-            times = self.feats[video.id].times
-            f0 = _rng_clip(rng, q, video, times, t_len, self.cfg.clip_focus)
-            cf = np.minimum(np.arange(f0, f0 + t_len), len(times) - 1).repeat(p)
-            cpos = torch.from_numpy(np.tile(np.arange(p), t_len))
-            raw, t = self._raw(video.id, cf, cpos.numpy())
-            raws.append(raw), ts.append(t), positions.append(cpos), frames.append(cf)
-        pos = torch.stack(positions)
-        return {"tokens": self._tokens(torch.stack(raws)), "times": torch.stack(ts), "rows": pos // g,
-                "cols": pos % g}, frames  # fmt: skip
-
-    def _sampled_memory(self, batch, bank: dict, clip: dict, clip_f: list, rng: random.Random):
-        """End to end: the sampler writes each row's clip into its video's memory bank (initialised with random
-        tokens of the video). -> memory (with the relaxed top-k's gradient), the sampler's auxiliary loss"""
-        model, c = self.model, self.model.config
-        p, m, g = c.tokens_per_frame, c.memory_size, c.grid
-        raws, ts, positions, frames = [], [], [], []
-        for video, _ in batch:
-            times = self.feats[video.id].times
-            if video.id not in bank:  # memory initialised with randomly sampled video tokens
-                bank[video.id] = (np.array([rng.randrange(len(times)) for _ in range(m)]),
-                                  np.array([rng.randrange(p) for _ in range(m)]))  # fmt: skip
-            f, pos = bank[video.id]
-            raw, t = self._raw(video.id, f, pos)
-            raws.append(raw), ts.append(t), positions.append(torch.from_numpy(pos)), frames.append(f)
-        pos = torch.stack(positions)
-        mem = {"tokens": self._tokens(torch.stack(raws)), "times": torch.stack(ts), "rows": pos // g,
-               "cols": pos % g}  # fmt: skip
-        memory = model.write_memory(mem, clip)
-        idx = memory["idx"].numpy()
-        relevant = []
-        for i, (video, _) in enumerate(batch):
-            cand_f = np.concatenate([frames[i], clip_f[i]])
-            cand_p = np.concatenate([bank[video.id][1], (clip["rows"][i] * g + clip["cols"][i]).numpy()])
-            relevant.append(torch.from_numpy(self.relevance[video.id][cand_f, cand_p]))
-            bank[video.id] = (cand_f[idx[i]], cand_p[idx[i]])
-        aux = None
-        if self.cfg.sampler_aux > 0 and c.selection == "neural":  # the sampler scores activity tokens higher
-            aux = torch.nn.functional.binary_cross_entropy_with_logits(
-                memory["scores"], torch.stack(relevant).float()
-            )
-        return memory, aux
-
-    def _scanned_memory(self, batch) -> dict:
-        """The decoder phase: each row's video's full-scan memory (`rescan`), re-projected."""
-        g, rows = self.model.config.grid, []
-        for video, _ in batch:
-            f, pos = self.scans[video.id]
-            raw, t = self._raw(video.id, f, pos)
-            rows.append((self._tokens(raw), t, torch.from_numpy(pos // g), torch.from_numpy(pos % g)))
-        return {
-            key: torch.stack([r[k] for r in rows])
-            for k, key in enumerate(("tokens", "times", "rows", "cols"))
-        }
-
-    def _inputs(self, kind: str, group, batch, spans, prov):
-        """Batched decoder times, masks, query inputs and targets for the queries of one kind.
-        `prov` holds each batch row's memory token provenance (frames, patches), for the pointer's target."""
-        c, acts = self.model.config, self.data.activities
-        fps = c.object_fps if kind == "object" else c.query_fps
-        rows, grids, tgts, crops, act, tokens = [], [], [], [], [], []
-        for i, q in group:
-            lo, hi = (
-                (q["start"], q["end"])
-                if spans is None
-                else (max(q["start"], spans[i][0]), min(q["end"], spans[i][1]))
-            )
-            grid = query_grid(q, c, start=lo, end=max(hi, lo + 1.0 / fps))
-            if kind != "activity" and spans is None and len(grid) > self.cfg.train_queries:
-                step = len(grid) / self.cfg.train_queries
-                grid = grid[(random.uniform(0, step) + step * torch.arange(self.cfg.train_queries)).long()]
-            tgt = (
-                self._clip_targets(q, grid, fps, batch[i][0])
-                if spans is not None
-                else targets(q, grid, acts, fps)
-            )
-            if tgt is None:
+    def _answer(self, rows: list[Row], history: dict, memory, spans, prov, rand: RowRandom):
+        """Each row's query (and, end to end, its video's last `continual` queries) answered from the row's
+        memory, one forward per query kind. Each kind's outputs and targets are gathered over the ranks, so
+        every rank computes the global batch's loss (the box and balanced terms pool over rows) and
+        back-propagates into its own rows only. -> loss (the same on every rank), answered queries, terms"""
+        cfg, world = self.cfg, self.world
+        items = []  # (row, query): the current query and the last p queries of the row's video
+        for i, (video, q) in enumerate(rows):
+            items.append((i, q))
+            if cfg.method == "longvmnet" and cfg.continual:
+                items += [(i, old) for old in history[video.id][-cfg.continual :]]
+        losses, terms_log, n = [], defaultdict(float), 0
+        for kind in ("activity", "object", "time"):
+            group = [(i, q) for i, q in items if q["type"] == kind]
+            queries = self.inputs.query_rows(kind, group, rows, spans, prov, rand)
+            length = world.max_int(max((len(x["grid"]) for x in queries), default=0))
+            if length == 0:  # no rank has a query of this kind
                 continue
-            rows.append(i), grids.append(grid), tgts.append(tgt)
-            if kind in ("activity", "time"):
-                crops.append(self.crops[q["crop"]])
-            if kind in ("object", "time"):
-                act.append(acts.index(q["activity"]))
-            if c.pointer and kind != "activity":
-                video, (f, pos) = batch[i][0], prov[i]
-                hits = query_token_targets(video.annotations, q, self.feats[video.id].times[f], pos, c.grid)
-                tokens.append(torch.from_numpy(hits))
-        if not rows:
-            return None
-        length = max(len(g) for g in grids)
-        times = torch.stack(
-            [torch.nn.functional.pad(g, (0, length - len(g)), value=float(g[-1])) for g in grids]
-        )
-        mask = torch.stack([torch.arange(length) < len(g) for g in grids])
-        tgt = {}
-        for key in tgts[0]:
-            vals = [t[key] for t in tgts]
-            if vals[0].ndim >= 1 and key != "activity":
-                vals = [
-                    torch.nn.functional.pad(v, (0, 0) * (v.ndim - 1) + (0, length - v.shape[0])) for v in vals
-                ]
-            tgt[key] = torch.stack(vals)
-        tgt["mask"] = mask
-        if tokens:
-            tgt["tokens"] = torch.stack(tokens)
-        obj = self.model.project(torch.stack(crops)) if crops else None
-        return torch.tensor(rows), times, mask, obj, (torch.tensor(act) if act else None), tgt
+            out = tgt = None
+            if queries:
+                idx, times, mask, obj, act, tgt = self.inputs.collate(queries, length)
+                mem_k = {key: memory[key][idx] for key in ("tokens", "times", "rows", "cols")}
+                out = self.model(mem_k, kind, times, mask, object_tokens=obj, activity=act)
+            out, tgt = world.gather_rows(out), world.gather_rows(tgt)
+            loss, terms = self.crit(kind, out, tgt)
+            answered = len(tgt["mask"])
+            losses.append(loss * answered)
+            n += answered
+            for key, v in terms.items():
+                terms_log[key] += float(v.detach()) * answered
+        total = sum(losses) / n if losses else torch.zeros(())
+        return total, n, {"answered": n, **{k: v / max(n, 1) for k, v in terms_log.items()}}
 
-    def _clip_targets(self, q: dict, grid: torch.Tensor, fps: float, video: VideoItem):
-        """The per-query baseline sees one clip: targets restricted to the clip's time span."""
-        lo, hi = float(grid[0]), float(grid[-1]) + 1.0 / fps
-        if q["type"] == "activity":
-            labels = {s["activity"] for s in video.annotations["segments"]
-                      if s["object"] == q["object"] and s["end"] > max(lo, q["start"]) and s["start"] < min(hi, q["end"])}  # fmt: skip
-            y = torch.zeros(len(self.data.activities))
-            for a in labels:
-                y[self.data.activities.index(a)] = 1.0
-            return {"activity": y}
-        if q["type"] == "object":
-            return targets(q, grid, self.data.activities, fps)
-        a, b = gt_span(q)
-        if not (lo <= a and b <= hi + 1e-6):
-            return None  # start or end outside this clip: no cross-entropy target
-        return targets(q, grid, self.data.activities, fps)
+    def _memories(self, rows: list[Row], bank: dict, rand: RowRandom):
+        """-> each row's memory (b, m, ...), the baseline's clip spans (else None), each row's memory token
+        provenance (frames, patches), the sampler's auxiliary loss (or None)."""
+        cfg, c = self.cfg, self.model.config
+        if not rows:
+            return None, None, [], None
+        if cfg.method == "decoder":
+            prov = [self.scans[video.id] for video, _ in rows]
+            return self.inputs.scanned_memory(rows, self.scans, rand), None, prov, None
+        clip, clip_f = self.inputs.clips(rows, rand)
+        if cfg.method == "baseline":  # no memory: the clip itself
+            spans = [(float(t[0]), float(t[-1]) + 1.0 / c.memory_fps) for t in clip["times"]]
+            patches = clip["rows"] * c.grid + clip["cols"]
+            prov = [(clip_f[i], patches[i].numpy()) for i in range(len(rows))]
+            return clip, spans, prov, None
+        memory, aux = self.inputs.sampled_memory(rows, bank, clip, clip_f, rand)
+        return memory, None, [bank[video.id] for video, _ in rows], aux
 
     # ------------------------------------------------------------------ schedule and validation
     def set_lr(self, total: int) -> None:
@@ -408,45 +289,35 @@ class Trainer:
         return min(total, self.cfg.max_steps) if self.cfg.max_steps else total
 
     def save_state(self, bank: dict, history: dict) -> None:
-        state_dir = self.out / "train_state"
-        self.model.save_pretrained(state_dir)
-        torch.save(
-            {"optimizer": self.opt.state_dict(), "step": self.step, "epoch": self.epoch,
-             "batch_in_epoch": self.batch_in_epoch,
-             "bank": {k: (torch.from_numpy(f), torch.from_numpy(p)) for k, (f, p) in bank.items()},
-             "history": {k: [q["id"] for q in v] for k, v in history.items()},
-             "scans": {k: (torch.from_numpy(f), torch.from_numpy(p)) for k, (f, p) in self.scans.items()},
-             "scanned_at": self.scanned_at,
-             "log": json.dumps(self.log), "config": json.dumps(asdict(self.cfg)),
-             "val_log": json.dumps(self.val_log), "best": self.best},
-            state_dir / "trainer.pt.tmp",
-        )  # fmt: skip
-        (state_dir / "trainer.pt.tmp").replace(state_dir / "trainer.pt")
+        """Rank 0 writes the resumable state (`train_state`); the others wait."""
+        if self.world.main:
+            save_state(self.out / "train_state", self.model, self.opt, bank=bank, history=history,
+                       scans=self.scans, step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
+                       scanned_at=self.scanned_at, log=self.log, val_log=self.val_log, best=self.best,
+                       config=asdict(self.cfg))  # fmt: skip
+        self.world.barrier()
 
     def load_state(self) -> tuple[dict, dict] | None:
-        path = self.out / "train_state" / "trainer.pt"
-        if not path.is_file():
+        """Rank 0's saved state on every rank -> (bank, history), or None without one."""
+        queries = {q["id"]: q for v in self.videos for q in v.queries}
+        st = load_state(self.out / "train_state", queries, self.world)
+        if st is None:
             return None
-        from safetensors.torch import load_file
-
-        self.model.load_state_dict(
-            load_file(str(self.out / "train_state" / "model.safetensors")), strict=True
-        )
-        st = torch.load(path, weights_only=True)
+        self.model.load_state_dict(st["model"], strict=True)
         self.opt.load_state_dict(st["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
-        self.log = json.loads(st["log"])
-        self.val_log = json.loads(st.get("val_log", "[]"))
-        self.best = st.get("best")
-        by_id = {q["id"]: q for v in self.videos for q in v.queries}
-        bank = {k: (f.numpy(), p.numpy()) for k, (f, p) in st["bank"].items()}
-        self.scans = {k: (f.numpy(), p.numpy()) for k, (f, p) in st.get("scans", {}).items()}
-        self.scanned_at = st.get("scanned_at", -1)
-        history = defaultdict(list, {k: [by_id[i] for i in ids] for k, ids in st["history"].items()})
-        return bank, history
+        self.log, self.val_log, self.best = st["log"], st["val_log"], st["best"]
+        self.scans, self.scanned_at = st["scans"], st["scanned_at"]
+        return st["bank"], st["history"]
 
     def run(self, *, progress: bool = True, resume: bool = True) -> list[dict]:
+        """Train to `max_steps` or `epochs`; save the (best validated) model, train_log.json and the curves.
+        Under torchrun only rank 0 shows progress, validates and writes; the others wait at barriers."""
+        world = self.world
+        progress = progress and world.main
+        self.model.cpu()  # the feature cache runs the frozen backbone on the CPU
         self.prepare(progress)
+        self.model.to(world.device)
         total = self.total_steps()
         restored = self.load_state() if resume else None
         bank, history = restored if restored else ({}, defaultdict(list))
@@ -454,14 +325,14 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, desc=f"training {self.cfg.method}", disable=not progress)
         start = time.perf_counter()
         while self.step < total and self.epoch < self.cfg.epochs:
-            rng = random.Random(self.cfg.seed * 1000 + self.epoch)
-            batches = self.batches(rng)
+            batches = self.batches(random.Random(self.cfg.seed * 1000 + self.epoch))  # the same on every rank
             if self.batch_in_epoch == 0:
                 bank, history = {}, defaultdict(list)  # memory reset every epoch
             for b in range(self.batch_in_epoch, len(batches)):
                 if self.step >= total:
                     break
                 torch.manual_seed(self.cfg.seed * 1000 + self.step)
+                random.seed(self.cfg.seed * 104729 + self.step)
                 frac = self.step / max(total - 1, 1)
                 self.model.temperature = (
                     self.cfg.temp_start + (self.cfg.temp_end - self.cfg.temp_start) * frac
@@ -471,16 +342,16 @@ class Trainer:
                 ):
                     self.rescan()
                 self.set_lr(total)
-                step_rng = random.Random(self.cfg.seed * 7919 + self.step)
-                random.seed(self.cfg.seed * 104729 + self.step)
-                logs = self.train_step(batches[b], bank, history, step_rng)
+                logs = self.train_step(batches[b], bank, history)
                 self.step += 1
                 self.batch_in_epoch = b + 1
                 self.log.append({"step": self.step, "epoch": self.epoch, **logs})
                 bar.update(1)
                 bar.set_postfix(loss=f"{logs['loss']:.3f}")
                 if self.has_val() and self.step % self.cfg.val_every == 0:
-                    self.validate()
+                    if world.main:
+                        self.validate()
+                    world.barrier()
                 if self.step % self.cfg.save_every == 0:
                     self.save_state(bank, history)
             else:
@@ -488,6 +359,13 @@ class Trainer:
                 self.batch_in_epoch = 0
         bar.close()
         self.save_state(bank, history)
+        if world.main:
+            self._finish(time.perf_counter() - start)
+        world.barrier()
+        return self.log
+
+    def _finish(self, seconds: float) -> None:
+        """Rank 0: a last validation, then the best validated (else the last) model, the log and the curves."""
         if self.has_val() and (not self.val_log or self.val_log[-1]["step"] != self.step):
             self.validate()
         if self.best is not None:  # ship the best validated model, not merely the last
@@ -497,9 +375,9 @@ class Trainer:
         best_step = max(self.val_log, key=lambda v: v["score"])["step"] if self.val_log else self.step
         (self.out / "train_log.json").write_text(json.dumps({"config": asdict(self.cfg), "log": self.log,
                                                               "validation": self.val_log, "best_step": best_step,
-                                                              "seconds": time.perf_counter() - start}))  # fmt: skip
+                                                              "world_size": self.world.size,
+                                                              "seconds": seconds}))  # fmt: skip
         plot_curves(self.log, self.val_log, self.out / "loss_curves.png")
-        return self.log
 
 
 def plot_curves(log: list[dict], val_log: list[dict], path: Path) -> None:
@@ -529,3 +407,9 @@ def plot_curves(log: list[dict], val_log: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node N -m longvmnet.train ARGS (those of `longvmnet train`)
+    from longvmnet.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -12,6 +12,7 @@ from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, video_batches
 from longvmnet.model import LongVMNet
 from longvmnet.train import TrainConfig, Trainer
+from longvmnet.train_inputs import RowRandom
 
 
 def make_trainer(bench, tmp_path, **cfg):
@@ -42,7 +43,7 @@ def test_loss_decreases_on_a_fixed_batch(tiny_benchmark, tmp_path):
     for _ in range(25):  # the same inputs every step (clip, noise, windows): only the weights change
         torch.manual_seed(0)
         random.seed(0)
-        losses.append(tr.train_step(batch, {}, defaultdict(list), random.Random(0))["loss"])
+        losses.append(tr.train_step(batch, {}, defaultdict(list))["loss"])
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
 
 
@@ -53,8 +54,7 @@ def test_continual_loss_answers_past_queries(tiny_benchmark, tmp_path):
         tr.model.train()
         video = tr.videos[0]
         bank, history = {}, defaultdict(list)
-        answered = [tr.train_step([(video, q)], bank, history, random.Random(i))["answered"]
-                    for i, q in enumerate(video.queries[:4])]  # fmt: skip
+        answered = [tr.train_step([(video, q)], bank, history)["answered"] for q in video.queries[:4]]
         assert answered == expected
         assert bank[video.id][0].shape == (tr.model.config.memory_size,)
 
@@ -141,9 +141,9 @@ def test_sampler_target_is_trained_only_with_a_neural_sampler(tiny_benchmark, tm
         tr.model.config.selection = selection
         tr.prepare(progress=False)
         tr.model.train()
-        assert any(r.any() for r in tr.relevance.values())  # the tiny videos have activities to keep
+        assert any(r.any() for r in tr.inputs.relevance.values())  # the tiny videos have activities to keep
         batch = next(video_batches(tr.videos, 2, random.Random(0)))
-        logs = tr.train_step(batch, {}, defaultdict(list), random.Random(0))
+        logs = tr.train_step(batch, {}, defaultdict(list))
         assert ("sampler_aux" in logs) == expected
         if expected:
             assert logs["sampler_aux"] > 0
@@ -176,11 +176,11 @@ def test_pointer_targets_train_object_and_time_queries(tiny_benchmark, tmp_path)
     for video in tr.videos:
         for q in video.queries:
             by_kind.setdefault(q["type"], (video, q))
-    logs = tr.train_step([by_kind["time"]], {}, defaultdict(list), random.Random(0))
+    logs = tr.train_step([by_kind["time"]], {}, defaultdict(list))
     assert logs["pointer"] > 0 and logs["inside"] > 0
-    logs = tr.train_step([by_kind["object"]], {}, defaultdict(list), random.Random(0))
+    logs = tr.train_step([by_kind["object"]], {}, defaultdict(list))
     assert logs["pointer"] > 0 and "inside" not in logs
-    assert "pointer" not in tr.train_step([by_kind["activity"]], {}, defaultdict(list), random.Random(0))
+    assert "pointer" not in tr.train_step([by_kind["activity"]], {}, defaultdict(list))
 
 
 def test_decoder_phase_answers_from_the_full_scan_memory(tiny_benchmark, tmp_path):
@@ -191,12 +191,15 @@ def test_decoder_phase_answers_from_the_full_scan_memory(tiny_benchmark, tmp_pat
     assert all(f.shape == (m,) and p.shape == (m,) for f, p in tr.scans.values())
     video = tr.videos[0]
     f, pos = tr.scans[video.id]
-    memory = tr._scanned_memory([(video, video.queries[0])])
-    assert torch.equal(memory["times"][0], torch.from_numpy(tr.feats[video.id].times[f]).float())
+    rows = [(video, video.queries[0])]
+    memory = tr.inputs.scanned_memory(rows, tr.scans, RowRandom(0, 0))
+    assert torch.equal(memory["times"][0], torch.from_numpy(tr.inputs.feats[video.id].times[f]).float())
     assert torch.equal(memory["rows"][0] * g + memory["cols"][0], torch.from_numpy(pos))
     tr.model.eval()  # no token dropout: the tokens are the scanned tokens, projected
-    raw = torch.from_numpy(np.asarray(tr.feats[video.id].tokens[f, pos], dtype=np.float32))
-    assert torch.allclose(tr._scanned_memory([(video, video.queries[0])])["tokens"][0], tr.model.project(raw))
+    raw = torch.from_numpy(np.asarray(tr.inputs.feats[video.id].tokens[f, pos], dtype=np.float32))
+    assert torch.allclose(
+        tr.inputs.scanned_memory(rows, tr.scans, RowRandom(0, 0))["tokens"][0], tr.model.project(raw)
+    )
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor(tiny_benchmark, tmp_path):
