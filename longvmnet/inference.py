@@ -58,11 +58,9 @@ def empty_memory(model, batch: int = 1) -> MemoryTensors:
 
 
 def write_clip(model, memory: MemoryTensors, clip: MemoryTensors) -> MemoryTensors:
-    """One sampler step of stage 1. The first clip (empty memory) is tiled when it has fewer than m tokens."""
-    m = model.config.memory_size
-    if memory["tokens"].shape[1] == 0 and clip["tokens"].shape[1] < m:
-        reps = -(-m // clip["tokens"].shape[1])
-        clip = {k: v.repeat(1, reps, *([1] * (v.ndim - 2))) for k, v in clip.items()}
+    """One sampler step of stage 1: keep the best m of the memory + clip tokens, or all of them while there
+    are fewer (a video shorter than m tokens' worth gets a smaller memory, each token once)."""
+    m = min(model.config.memory_size, memory["tokens"].shape[1] + clip["tokens"].shape[1])
     out = model.write_memory(memory, clip, noise=False, size=m)
     return {k: out[k] for k in ("tokens", "times", "rows", "cols")}
 
@@ -91,8 +89,7 @@ def scan(model, clips: Iterable[tuple[torch.Tensor, torch.Tensor]], duration_s: 
         if progress is not None:
             progress(min(seen, total), max(total, seen))
     if c.selection == "uniform" and kept:
-        frames = [kept[j] for j in sorted(kept)]
-        frames = (frames * -(-c.memory_frames // len(frames)))[: c.memory_frames]
+        frames = [kept[j] for j in sorted(kept)]  # fewer than memory_frames in a short video, each once
         memory = clip_tensors(
             model, torch.stack([f[2] for f in frames]), torch.tensor([f[1] for f in frames])
         )

@@ -121,6 +121,8 @@ class Memory:
         checkpoint: str | None = None,
         name: str = "the memory",
     ) -> None:
+        """Raise MemoryFileError unless the tensors agree. `expected_size` is the checkpoint's memory size m: a
+        memory holds m tokens, or fewer when its video is shorter than m tokens' worth (never duplicates)."""
         t = self.tokens
         if t.ndim != 2 or t.dtype != torch.float32:
             raise MemoryFileError(
@@ -135,7 +137,7 @@ class Memory:
                 )
         if not torch.isfinite(t).all() or not torch.isfinite(self.times).all():
             raise MemoryFileError(f"{name} contains NaN or infinite values; build the memory again.")
-        if expected_size is not None and m != expected_size:
+        if expected_size is not None and not 0 < m <= expected_size:  # fewer: a video shorter than the memory
             raise MemoryFileError(f"{name} holds {m} tokens but this checkpoint uses {expected_size}.")
         if expected_dim is not None and t.shape[1] != expected_dim:
             raise MemoryFileError(f"{name} has width {t.shape[1]} but this checkpoint uses {expected_dim}.")

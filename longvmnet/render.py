@@ -21,19 +21,20 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from longvmnet.video import VideoLimits, iter_frames, probe, read_frames_at, write_video
 
 BOX = (255, 90, 0)  # predicted boxes and highlighted patches
-START, END, SPAN = "#1f77b4", "#d62728", "#2ca02c"  # timeline colours
 Box = Sequence[float]  # normalised x1, y1, x2, y2
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def clock(seconds: float) -> str:
-    """12.3 -> "0:12", 605 -> "10:05", 3723 -> "1:02:03"."""
+def clock(seconds: float, *, tenths: bool = False) -> str:
+    """12.3 -> "0:12", 605 -> "10:05", 3723 -> "1:02:03"; with `tenths` 12.34 -> "0:12.3"."""
+    if tenths:
+        whole, tenth = divmod(int(round(max(0.0, seconds) * 10)), 10)
+        return f"{clock(whole)}.{tenth}"
     s = int(round(max(0.0, seconds)))
     h, m = divmod(s // 60, 60)
     return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
@@ -104,10 +105,15 @@ def draw_boxes(
     return np.asarray(out)
 
 
-def stamp(image: np.ndarray, text: str) -> np.ndarray:
-    """A copy of `image` with `text` in its top-left corner (e.g. the frame's time)."""
-    out = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    _label(ImageDraw.Draw(out), (3, 3), text, (0, 0, 0), max(9, min(image.shape[:2]) // 20))
+def band(image: np.ndarray, text: str) -> np.ndarray:
+    """`image` under a black band holding `text` (e.g. the frame's time): nothing of the frame is covered.
+    The band's height is even, so an even-sized frame stays even (yuv420p)."""
+    h, w = image.shape[:2]
+    size = max(10, min(h, w) // 18)
+    height = (size + 8) // 2 * 2
+    out = Image.new("RGB", (w, h + height), (0, 0, 0))
+    out.paste(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)), (0, height))
+    ImageDraw.Draw(out).text((4, (height - size) // 2), text, fill=(255, 255, 255), font=_font(size))
     return np.asarray(out)
 
 
@@ -153,6 +159,7 @@ def object_clip(
     boxes: Sequence[Box],
     presence: Sequence[float],
     *,
+    present: Sequence[int] | None = None,
     threshold: float = 0.5,
     fps: float = 5.0,
     max_frames: int = 300,
@@ -160,11 +167,13 @@ def object_clip(
     max_side: int = 384,
     limits: VideoLimits = VideoLimits(),
 ) -> tuple[list[tuple[np.ndarray, str]], str, int]:
-    """Draw an object answer: frames where the object is predicted get its box and score.
+    """Draw an object answer: frames where the object is predicted (`present`, else a presence of at least
+    `threshold`) get its box and score.
 
-    Writes an mp4 of at most `max_frames` frames at `fps` (longer ranges are evenly subsampled, so the clip
-    plays faster than real time) and returns (gallery of up to `gallery` (frame, caption) pairs of the
-    frames showing the object, path of the mp4, number of frames in it).
+    Every frame gets a band above it with its time (and the presence): the box is never covered. Writes an mp4
+    of at most `max_frames` frames at `fps` (longer ranges are evenly subsampled, so the clip plays faster
+    than real time) and returns (gallery of up to `gallery` (frame, None) pairs of the frames showing the
+    object, path of the mp4, number of frames in it).
     """
     n = len(times)
     if n == 0 or len(boxes) != n or len(presence) != n:
@@ -172,9 +181,12 @@ def object_clip(
             f"Need as many boxes and presence scores as times, got {len(boxes)}, {len(presence)}, {n}."
         )
     pick = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
-    present = {int(i) for i in np.flatnonzero(np.asarray(presence) >= threshold)} or {
-        int(np.argmax(presence))
-    }
+    if present is not None:  # the answer's own frames (queries.ObjectAnswer.present)
+        present = {int(i) for i in present} or {int(np.argmax(presence))}
+    else:
+        present = {int(i) for i in np.flatnonzero(np.asarray(presence) >= threshold)} or {
+            int(np.argmax(presence))
+        }
     shown = sorted(present)
     shown = [
         shown[int(i)] for i in np.unique(np.linspace(0, len(shown) - 1, min(gallery, len(shown))).round())
@@ -185,53 +197,16 @@ def object_clip(
     )
 
     def drawn(i: int) -> np.ndarray:
-        frame = stamp(decoded[i][1], clock(times[i]) + f".{int(round(times[i] * 10)) % 10}")
-        return draw_boxes(frame, [boxes[i]], [f"{presence[i]:.0%}"]) if i in present else frame
+        frame, text = decoded[i][1], clock(times[i], tenths=True)
+        if i in present:
+            frame, text = draw_boxes(frame, [boxes[i]]), f"{text} · present {presence[i]:.0%}"
+        return band(frame, text)
 
     write_video(out_mp4, (drawn(int(i)) for i in pick), fps)
-    captions = [f"{times[i]:.1f} s · {presence[i]:.0%}" for i in shown]
-    return [(drawn(i), c) for i, c in zip(shown, captions)], str(out_mp4), len(pick)
-
-
-# --------------------------------------------------------------------------------------------- time answers
-def timeline(
-    times: Sequence[float],
-    inside_scores: Sequence[float],
-    span: tuple[float, float],
-    *,
-    title: str | None = None,
-) -> Figure:
-    """The probability that the activity is under way at each time of the query range (what the span is read
-    from: the run with the largest sum of logits), the predicted span shaded ("predicted span")."""
-    fig = Figure(figsize=(8, 2.8), layout="constrained")
-    ax = fig.add_subplot()
-    ax.axvspan(span[0], span[1], color=SPAN, alpha=0.25, label="predicted span")
-    ax.plot(times, inside_scores, color=START, lw=1.5, label="under way")
-    ax.axhline(0.5, color=END, lw=0.8, ls="--", label="even odds")
-    ax.set_xlim(min(times[0], span[0]), max(times[-1], span[1]))
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("time in the video (s)")
-    ax.set_ylabel("probability")
-    ax.set_title(title or f"Predicted span {span[0]:.1f}–{span[1]:.1f} s")
-    ax.legend(loc="upper right", fontsize=8)
-    return fig
+    return [(drawn(i), None) for i in shown], str(out_mp4), len(pick)
 
 
 # --------------------------------------------------------------------------------------------- memory views
-def memory_histogram(times: Sequence[float], duration_s: float, *, bins: int = 60) -> Figure:
-    """Histogram of the memory tokens' source times over the whole video."""
-    times = np.asarray(times, dtype=float)
-    duration_s = max(float(duration_s), float(times.max(initial=0.0)), 1e-3)
-    fig = Figure(figsize=(8, 2.6), layout="constrained")
-    ax = fig.add_subplot()
-    ax.hist(times, bins=max(1, min(bins, int(math.ceil(duration_s)))), range=(0, duration_s), color=SPAN)
-    ax.set_xlim(0, duration_s)
-    ax.set_xlabel("time in the video (s)")
-    ax.set_ylabel("tokens")
-    ax.set_title(f"Where the {len(times)} memory tokens come from")
-    return fig
-
-
 def cut_patches(
     frames: dict[float, np.ndarray],
     times: Sequence[float],
@@ -308,9 +283,17 @@ def memory_mosaic(
 
 
 def highlight_patches(
-    frame: np.ndarray, cells: Sequence[tuple[int, int]], grid: int, *, dim: float = 0.3, color=BOX
+    frame: np.ndarray,
+    cells: Sequence[tuple[int, int]],
+    grid: int,
+    *,
+    dim: float = 0.3,
+    color=BOX,
+    labels: Sequence[str] | None = None,
+    width: int = 1,
 ) -> np.ndarray:
-    """The frame with the patches not in `cells` darkened and those in `cells` outlined."""
+    """The frame with the patches not in `cells` darkened and those in `cells` outlined (and labelled in
+    their top-left corner when `labels` are given, one per cell)."""
     h, w = frame.shape[:2]
     keep = np.zeros((h, w), dtype=bool)
     for r, c in cells:
@@ -321,8 +304,53 @@ def highlight_patches(
     draw = ImageDraw.Draw(img)
     for r, c in set((int(r), int(c)) for r, c in cells):
         x1, y1, x2, y2 = patch_box(r, c, grid, w, h)
-        draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=color, width=1)
+        draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=color, width=width)
+    for (r, c), text in zip(cells, labels or []):
+        x1, y1, _, _ = patch_box(int(r), int(c), grid, w, h)
+        _label(draw, (x1 + width + 1, y1 + width + 1), text, color, max(9, min(h, w) // 24))
     return np.asarray(img)
+
+
+def token_frames(
+    video: str,
+    tokens: Sequence[tuple[float, int, int]],
+    grid: int,
+    *,
+    fps: float,
+    max_frames: int = 6,
+    max_side: int = 320,
+    tile: int = 64,
+    limits: VideoLimits = VideoLimits(),
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Draw memory tokens (time, row, col), best first, as evidence: a mosaic of their patches labelled
+    "#rank m:ss", and up to `max_frames` of their frames (best first) with their patches outlined and
+    numbered, the rest dimmed, under a band with the frame's time. -> (mosaic, frames)"""
+    tol = 0.5 / fps
+    groups: list[tuple[float, list[int]]] = []  # (frame time, ranks of its tokens)
+    for rank, (t, _, _) in enumerate(tokens):
+        for ft, ranks in groups:
+            if abs(ft - t) <= tol:
+                ranks.append(rank)
+                break
+        else:
+            groups.append((float(t), [rank]))
+    decoded = dict(
+        zip(range(len(groups)), frames_at(video, [g[0] for g in groups], max_side=max_side, limits=limits))
+    )
+    patches, frames = [], []
+    for i, (ft, ranks) in enumerate(groups):
+        frame = decoded[i][1]
+        cells = [(tokens[r][1], tokens[r][2]) for r in ranks]
+        patches += [
+            (r, p) for r, p in zip(ranks, cut_patches({ft: frame}, [ft] * len(cells), *zip(*cells), grid))
+        ]
+        if i < max_frames:
+            numbers = ", ".join(f"#{r + 1}" for r in ranks)
+            lit = highlight_patches(frame, cells, grid, dim=0.55, labels=[f"{r + 1}" for r in ranks], width=2)
+            frames.append(band(lit, f"{clock(ft, tenths=True)} · {numbers}"))
+    patches.sort(key=lambda x: x[0])
+    labels = [f"#{r + 1} {clock(tokens[r][0])}" for r, _ in patches]
+    return mosaic([p for _, p in patches], labels, tile=tile), frames
 
 
 def memory_frame(

@@ -3,6 +3,7 @@ through its named endpoints on real video files."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -28,6 +29,16 @@ from longvmnet.model import LongVMNet  # noqa: E402
 from longvmnet.video import probe, write_video  # noqa: E402
 
 SECONDS, FPS, W, H = 20, 5, 128, 96
+CARD = """# A card as report.py writes it
+## Training data and budget
+3 generated videos of 1 minute (5 fps, 224x224), split by video; 10 steps.
+
+## Results on the held-out test videos (1 video, 9 queries)
+| method | activity R@1x short | activity R@1x medium | activity R@1x long | object vIoU>0.3 short | object vIoU>0.3 medium | object vIoU>0.3 long | time tIoU>0.3 short | time tIoU>0.3 medium | time tIoU>0.3 long | activity R@3x short |
+|---|---|---|---|---|---|---|---|---|---|---|
+| Prior (the query alone) | 11.1 | 12.2 | 13.3 | 0.0 | 0.0 | 0.0 | 4.4 | 5.5 | 6.6 | 70.0 |
+| Long-VMNet (ships: end to end, then the decoder phase) | 41.5 | 42.5 | 43.5 | 21.5 | 22.5 | 23.5 | 31.5 | 32.5 | 33.5 | 80.0 |
+"""
 
 
 def free_port() -> int:
@@ -67,6 +78,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     write_video(d / "kitchen.mp4", frames, FPS, keyframe_interval=FPS)
     write_video(d / "other.mp4", moving_square(6, FPS), FPS)
     write_video(d / "long.mp4", moving_square(40, 1, (32, 32)), 1)  # over the 0.5 min limit below
+    write_video(
+        d / "short.mp4", moving_square(2, FPS), FPS
+    )  # 2 frames at 1 fps: fewer tokens than the memory
+    (d / "ckpt" / "README.md").write_text(CARD)
     Image.fromarray(frames[0][30:60, 0:24]).save(d / "crop.png")
     (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
     (d / "fake.png").write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
@@ -107,7 +122,7 @@ def built(url, files):
 
 
 def activities(c: Client, crop: Path, start=0, end=10) -> dict[str, float]:
-    out = c.predict(handle_file(crop), start, end, api_name="/ask_activity")
+    out = c.predict(handle_file(crop), start, end, api_name="/ask_activity")[0]
     return {x["label"]: x["confidence"] for x in out["confidences"]}
 
 
@@ -118,45 +133,133 @@ def assert_sentence(err: pytest.ExceptionInfo, *words: str) -> None:
         assert w in message, message
 
 
+def assert_evidence(answer: dict, gallery: list, start: float, end: float) -> None:
+    """The answer's evidence: tokens inside the range, best first, drawn as a mosaic plus their frames."""
+    tokens = answer["evidence"]["tokens"]
+    assert 1 <= len(tokens) <= 6 and answer["evidence"]["source"]
+    assert all(start - 1e-3 <= t["time"] <= end + 1e-3 for t in tokens)
+    assert [t["score"] for t in tokens] == sorted((t["score"] for t in tokens), reverse=True)
+    frames = {round(t["time"], 3) for t in tokens}
+    assert len(gallery) == 1 + len(frames)  # the patches' mosaic, then one image per frame
+    band_w, band_h = Image.open(gallery[1]["image"]).size
+    assert band_w == W and band_h > H  # the frame under its time band: nothing covered
+
+
+def test_endpoints_include_find_object(url):
+    names = set(client(url).view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/build_memory", "/load_memory", "/save_memory", "/ask_activity", "/ask_object", "/ask_time",
+            "/find_object", "/show_memory"} <= names  # fmt: skip
+
+
 def test_build_memory_summary(built):
     _, summary, info = built
     c = preset("tiny")
     assert info["video"] == "kitchen.mp4" and info["source"] == "built"
     assert info["duration_s"] == pytest.approx(SECONDS, abs=0.5)
     assert info["frames_seen"] == SECONDS * c.memory_fps
-    assert info["tokens"] == c.memory_size and info["tokens_per_frame"] == c.grid**2
+    assert info["tokens"] == info["unique_tokens"] == c.memory_size and info["tokens_per_frame"] == c.grid**2
     assert info["build_s"] > 0
     assert "kitchen.mp4" in summary and f"{c.memory_size} memory tokens" in summary
+    assert info["ood_score"] is None  # this checkpoint has no domain.json: no score, no warning
+
+
+def test_short_video_stores_each_token_once(url, files):
+    c = preset("tiny")
+    _, info = client(url).predict(handle_file(files["short.mp4"]), api_name="/build_memory")
+    assert (
+        info["frames_seen"] == 2 and info["tokens"] == info["unique_tokens"] == 2 * c.grid**2 < c.memory_size
+    )
+
+
+def test_knows_panel_reads_the_model_card(served):
+    demo, _ = served
+    text = demo.logic.knows().replace("\\", "")  # Markdown escapes off
+    assert "Trained on 3 generated videos of 1 minute (5 fps, 224x224), split by video." in text
+    assert all(a in text for a in preset("tiny").activities)
+    assert "41.5 (11.1)" in text and "33.5 (6.6)" in text  # the shipped row, the prior in brackets
+    assert "80.0" not in text  # only the three headline metrics
+    assert "no calibration.json" in text and "no domain.json" in text
 
 
 def test_ask_activity_ranks_every_class(built, files):
     c, _, _ = built
-    out = c.predict(handle_file(files["crop.png"]), 0, 10, api_name="/ask_activity")
-    conf = [x["confidence"] for x in out["confidences"]]
-    assert {x["label"] for x in out["confidences"]} == set(preset("tiny").activities)
-    assert conf == sorted(conf, reverse=True) and out["label"] == out["confidences"][0]["label"]
+    label, text, gallery, path = c.predict(handle_file(files["crop.png"]), 0, 10, api_name="/ask_activity")
+    conf = [x["confidence"] for x in label["confidences"]]
+    assert {x["label"] for x in label["confidences"]} == set(preset("tiny").activities)
+    assert conf == sorted(conf, reverse=True) and label["label"] == label["confidences"][0]["label"]
     assert all(0 <= p <= 1 for p in conf)
+    answer = json.loads(Path(path).read_text())
+    assert answer["activities"] == pytest.approx(
+        {x["label"]: x["confidence"] for x in label["confidences"]}, abs=1e-4
+    )
+    assert f"Most likely: {label['label']}" in text and "confidence" in text and "Evidence" in text
+    assert_evidence(answer, gallery, 0, 10)
+    assert answer["coverage"]["tokens"] > 0 and answer["coverage"]["frames"] >= 1
 
 
 def test_ask_object_draws_boxes_and_clip(built):
     c, _, _ = built
-    gallery, clip, answer = c.predict("pour", 2, 12, api_name="/ask_object")
+    gallery, clip, text, evidence, path, answer = c.predict("pour", 2, 12, api_name="/ask_object")
     n = (12 - 2) * FPS + 1
     assert len(answer["times"]) == len(answer["boxes"]) == len(answer["presence"]) == n
     assert all(0 <= v <= 1 for box in answer["boxes"] for v in box)
     assert 1 <= len(gallery) <= min(8, len(answer["present"]))
     for item in gallery:
-        assert Image.open(item["image"]).size == (W, H) and " s · " in item["caption"]
+        w, h = Image.open(item["image"]).size
+        assert w == W and h > H and item["caption"] is None  # the time sits in a band above the frame
     info = probe(clip)
-    assert (info.width, info.height) == (W, H)
+    assert info.width == W and info.height > H
     assert info.duration_s == pytest.approx(n / FPS, abs=0.3)
+    saved = json.loads(Path(path).read_text())
+    assert saved["present"] == answer["present"] and 0 <= saved["confidence"] <= 1
+    assert_evidence(saved, evidence, 2, 12)
+    assert "boxed on" in text
 
 
 def test_ask_time_span_inside_range(built, files):
     c, _, _ = built
-    plot, span = c.predict("pour", handle_file(files["crop.png"]), 4, 14, api_name="/ask_time")
-    assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image/")
-    assert 4 <= span["start"] < span["end"] <= 15 and 0 <= span["score"] <= 1
+    plot, text, evidence, path, png, span = c.predict(
+        "pour", handle_file(files["crop.png"]), 4, 14, api_name="/ask_time"
+    )
+    assert 4 <= span["start"] < span["end"] <= 15 and 0 <= span["score"] <= 1 and 0 <= span["confidence"] <= 1
+    assert span["start_clock"].startswith("0:") and f"from {span['start_clock'][:4]}" in text
+    assert Image.open(plot).format == "PNG" and Image.open(png).format == "PNG"
+    assert_evidence(json.loads(Path(path).read_text()), evidence, 4, 14)
+
+
+def test_find_object_timeline(built, files):
+    c, _, info = built
+    plot, text, gallery, path, png, found = c.predict(
+        handle_file(files["crop.png"]), 0, None, api_name="/find_object"
+    )
+    times = found["times"]
+    assert times == sorted(times) and len(times) == len(found["scores"]) >= 1
+    assert all(-1 <= s <= 1 for s in found["scores"])
+    best = found["matches"][0]
+    assert best["similarity"] == pytest.approx(
+        max(found["scores"]), abs=1e-4
+    )  # the best token's frame tops the timeline
+    assert 1 + len({m["time"] for m in found["matches"]}) == len(gallery)
+    assert Image.open(plot).format == "PNG" and Image.open(png).format == "PNG"
+    assert json.loads(Path(path).read_text())["matches"] == found["matches"] and "Best matches" in text
+    with pytest.raises(AppError) as err:
+        c.predict(handle_file(files["crop.png"]), 15, 5, api_name="/find_object")
+    assert_sentence(err, "inside the video")
+
+
+def test_sparse_range_is_flagged_weak(built, files):
+    c, _, info = built
+    times = sorted(
+        json.loads(
+            Path(c.predict(handle_file(files["crop.png"]), 0, None, api_name="/find_object")[3]).read_text()
+        )["times"]
+    )
+    gap = max(zip(times, times[1:]), key=lambda ab: ab[1] - ab[0])  # between two memory frames: no token
+    _, text, _, path = c.predict(
+        handle_file(files["crop.png"]), gap[0] + 0.2, gap[1] - 0.2, api_name="/ask_activity"
+    )
+    assert json.loads(Path(path).read_text())["coverage"]["tokens"] == 0
+    assert "holds 0 tokens" in text and "answers there are weak" in text
 
 
 def test_show_memory(built):
@@ -169,7 +272,7 @@ def test_show_memory(built):
     assert tiles == info["tokens"]
     assert Image.open(mosaic).size[0] * Image.open(mosaic).size[1] >= tiles * 48 * 48
     _, _, frame2, caption2 = c.predict(7.0, api_name="/show_memory")
-    assert "the frame at 7.0 s has" in caption2
+    assert "(7.0 s) has" in caption2
 
 
 def test_save_and_load_memory(built, url, files, tmp_path):
@@ -199,6 +302,7 @@ def test_queries_need_a_memory(url, files):
     for args, api in [
         ((handle_file(files["crop.png"]), 0, 5), "/ask_activity"),
         (("pour", 0, 5), "/ask_object"),
+        ((handle_file(files["crop.png"]), 0, 5), "/find_object"),
         ((None,), "/show_memory"),
         ((), "/save_memory"),
     ]:
@@ -216,6 +320,7 @@ def test_queries_need_a_memory(url, files):
         ("/ask_activity", ("fake.png", 0, 5), ["fake.png", "not a readable"]),
         ("/ask_object", ("dance", 0, 5), ["Unknown activity 'dance'"]),
         ("/ask_time", ("pour", None, 0, 5), ["no object crop"]),
+        ("/find_object", (None, 0, 5), ["no object crop"]),
     ],
 )
 def test_bad_queries_give_one_sentence(built, files, api, args, words):
@@ -265,7 +370,7 @@ def test_too_large_upload_is_refused(url, tmp_path):
 
 
 def test_missing_checkpoint_is_one_sentence(monkeypatch, tmp_path, capsys):
-    from longvmnet import demo
+    import longvmnet.demo as demo
     from longvmnet.hub import CheckpointError
 
     monkeypatch.delenv("LONGVMNET_CHECKPOINT", raising=False)
@@ -284,7 +389,7 @@ def test_builds_wait_for_each_other_while_queries_are_answered(served, built, fi
     demo, url = served
     c, _, _ = built
     other = client(url)
-    with demo.logic._build_lock:  # as if another memory build were running in this worker
+    with demo.logic.ctx.build_lock:  # as if another memory build were running in this worker
         job = other.submit(handle_file(files["other.mp4"]), api_name="/build_memory")
         assert activities(c, files["crop.png"])  # queries are answered meanwhile
         time.sleep(1.0)

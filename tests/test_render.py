@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from PIL import Image
 
+from longvmnet import plots as P
 from longvmnet import render as R
 from longvmnet.video import iter_frames, probe
 
@@ -24,6 +28,16 @@ def grid_image(grid: int = 4, cell: int = 8) -> np.ndarray:
 
 def test_clock():
     assert [R.clock(s) for s in (0, 12.3, 605, 3723)] == ["0:00", "0:12", "10:05", "1:02:03"]
+    assert [R.clock(s, tenths=True) for s in (12.34, 59.96, 3723.25)] == ["0:12.3", "1:00.0", "1:02:03.2"]
+
+
+def test_band_keeps_the_whole_frame():
+    img = grid_image()
+    out = R.band(img, "1:48.2 · present 87%")
+    h = out.shape[0] - img.shape[0]
+    assert h > 0 and h % 2 == 0 and out.shape[1] == img.shape[1]
+    assert (out[h:] == img).all()  # the frame below the band, untouched
+    assert (out[:h] == 0).mean() > 0.5 and out[:h].max() > 128  # a black band with white text
 
 
 @pytest.mark.parametrize(
@@ -62,7 +76,7 @@ def test_draw_boxes_colours_the_outline_only():
 def test_timeline_marks_the_span():
     times = list(np.arange(10.0, 31.0))
     inside = np.where((np.array(times) >= 14.0) & (np.array(times) < 22.0), 0.9, 0.1)
-    fig = R.timeline(times, inside, (14.0, 22.0))
+    fig = P.timeline(times, inside, (14.0, 22.0))
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     spans = [p for p in ax.patches if p.get_label() == "predicted span"]
@@ -77,17 +91,37 @@ def test_timeline_marks_the_span():
     assert set(lines) == {"under way", "even odds"}
     np.testing.assert_allclose(lines["under way"].get_xdata(), times)
     np.testing.assert_allclose(lines["under way"].get_ydata(), inside)
-    assert "14.0" in ax.get_title() and "22.0" in ax.get_title()
+    assert "0:14" in ax.get_title() and "0:22" in ax.get_title()
+    fig.canvas.draw()
+    assert all(re.fullmatch(r"0:\d\d", t.get_text()) for t in ax.get_xticklabels())  # time axes read m:ss
     fig.savefig(__import__("io").BytesIO(), format="png")  # renders with Agg, no pyplot needed
+
+
+def test_find_timeline_marks_the_best_matches(tmp_path):
+    fig = P.find_timeline([1.0, 5.0, 9.0], [0.2, 0.8, 0.4], [5.0, 9.0], start=0, end=10)
+    ax = fig.axes[0]
+    marks = {line.get_label(): line for line in ax.lines}["best matches"]
+    np.testing.assert_allclose(marks.get_xdata(), [5.0, 9.0])
+    np.testing.assert_allclose(marks.get_ydata(), [0.8, 0.4])
+    assert ax.get_xlim() == (0, 10) and ax.get_ylabel() == "cosine similarity"
+    path = P.save(fig, tmp_path / "f.png")
+    assert Image.open(path).format == "PNG"
 
 
 def test_memory_histogram_counts_every_token():
     times = [0.0] * 5 + [30.0] * 3 + [59.0] * 2
-    fig = R.memory_histogram(times, 60.0, bins=6)
-    bars = fig.axes[0].patches
+    fig = P.memory_histogram(times, 60.0, bins=6, tokens_per_frame=4)
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
     assert len(bars) == 6 and sum(b.get_height() for b in bars) == len(times)
     assert [b.get_height() for b in bars] == [5, 0, 0, 3, 0, 2]
-    assert fig.axes[0].get_xlim() == (0, 60.0)
+    assert ax.get_xlim() == (0, 60.0)
+    assert (
+        ax.get_ylabel() == "tokens per 0:10 bin"
+        and "10 memory tokens" in ax.get_title()
+        and "3 frames" in ax.get_title()
+    )
+    assert {line.get_label() for line in ax.lines} == {"one frame's worth"}
 
 
 def test_cut_patches_maps_row_and_col_to_the_frame():
@@ -155,14 +189,20 @@ def test_object_clip_draws_present_frames(make_clip, tmp_path):
         str(path), str(out), times, boxes, presence, fps=5, max_frames=12, gallery=3
     )
     assert frames == 12 and clip == str(out)
-    assert len(gallery) == 3 and all(c.endswith("90%") for _, c in gallery)
+    assert len(gallery) == 3 and all(c is None for _, c in gallery)
     img = gallery[0][0]
+    band = img.shape[0] - 64
     x1, y1, _, _ = R.box_pixels(boxes[0], 96, 64)
-    assert img.shape == (64, 96, 3) and (img[40, x1] == RED).all()
+    assert (
+        band > 0 and img.shape[1:] == (96, 3) and (img[band + 40, x1] == RED).all()
+    )  # the box, below the band
     decoded = [f for _, f in iter_frames(out, 5)]
     assert len(decoded) == 12 and probe(out).duration_s == pytest.approx(12 / 5, abs=0.25)
+    given, _, _ = R.object_clip(str(path), str(tmp_path / "p.mp4"), times, boxes, presence, present=[0, 1],
+                                fps=5, max_frames=4)  # fmt: skip
+    assert len(given) == 2  # the answer's own frames, whatever their presence
     first = decoded[0]  # at 1.0 s: object absent, so no box (lossy: compare to the flat colour)
-    assert np.abs(first[40, x1].astype(int) - first[40, 50].astype(int)).max() < 30
+    assert np.abs(first[band + 40, x1].astype(int) - first[band + 40, 50].astype(int)).max() < 30
 
 
 def test_memory_mosaic_and_frame_from_video(make_clip):
@@ -182,3 +222,19 @@ def test_memory_mosaic_and_frame_from_video(make_clip):
     frame, ft, kept = R.memory_frame(str(path), 2.04, times, rows, cols, grid=4, fps=1.0)
     assert ft == pytest.approx(2.0) and kept == 3 and frame.shape == (64, 64, 3)
     assert frame[8:16, 24:32].mean() < frame[40:48, 8:16].mean()  # patch (1, 3) dimmed, (2, 0) kept
+
+
+def test_token_frames_draw_the_evidence(make_clip):
+    path = make_clip("c.mp4", seconds=6, fps=10, size=(64, 64))
+    tokens = [(2.0, 1, 1), (5.0, 3, 0), (2.0, 0, 3)]  # best first; two share the frame at 2 s
+    mosaic, frames = R.token_frames(str(path), tokens, grid=4, fps=1.0, tile=16)
+    assert len(frames) == 2  # one per frame, best first
+    band = frames[0].shape[0] - 64
+    assert band > 0 and frames[0].shape[1] == 64
+    lit = frames[0][band:]
+    assert make_clip.index_of(lit[27:30, 27:30]) == 20  # patch (1, 1) of the frame at 2 s, kept bright
+    assert lit[40:48, 40:48].mean() < lit[27:30, 27:30].mean()  # a patch not in the evidence is dimmed
+    assert (lit[16, 16:32] == RED).all(axis=-1).any()  # outlined
+    cell = 16 + 2
+    assert mosaic.shape[1] == 3 * cell  # three tiles, in rank order: frames 2 s, 5 s, 2 s
+    assert [make_clip.index_of(mosaic[4:12, i * cell + 4 : i * cell + 12]) for i in range(3)] == [20, 50, 20]

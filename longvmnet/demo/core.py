@@ -1,0 +1,238 @@
+"""What every handler of the demo shares: limits, per-user sessions, input checks and one-sentence errors.
+
+A `Session` (held in gr.State, with a time-to-live) owns one user's memory, the video it was built from and a
+private folder that is deleted with it. `Context` holds the model and what was read about it once at start
+(the model card, the out-of-domain statistics, the calibration, the find-object precision), the worker
+processes that decode and draw, and the session folders. Every error reaches the user as one sentence
+(gr.Error), HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import html
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+
+from longvmnet import calibration, domain, find, inference
+from longvmnet.hub import CheckpointError
+from longvmnet.memory import Memory, MemoryFileError
+from longvmnet.queries import QueryError
+from longvmnet.video import VideoError, VideoLimits
+from longvmnet.worker import Worker
+
+log = logging.getLogger("longvmnet.demo")
+USER_ERRORS = (VideoError, QueryError, MemoryFileError, CheckpointError)
+NO_MEMORY = "There is no memory yet; upload a video and press Build memory, or load a saved memory first."
+
+
+@dataclass(frozen=True)
+class DemoLimits:
+    max_upload_mb: float = 500.0  # largest upload (launch(max_file_size=...); checked again in the handlers)
+    max_duration_min: float = 60.0  # longest video accepted
+    max_pixels: int = 1920 * 1080  # largest video frame (width * height)
+    max_crop_pixels: int = inference.MAX_CROP_PIXELS  # largest crop image
+    clip_seconds: float = 60.0  # object answer clips: at most this many seconds at clip_fps (else subsampled)
+    clip_fps: float = 5.0
+    gallery: int = 8  # frames shown for an object answer
+    evidence: int = 6  # memory tokens shown as an answer's evidence
+    mosaic_tiles: int = 1024  # memory patches shown in the mosaic (evenly subsampled beyond)
+    session_ttl_s: float = 2 * 3600.0  # a session's memory is dropped this long after its last change
+    render_timeout_s: float = 300.0  # longest wait for one decoding/drawing job in the worker
+
+    def video(self) -> VideoLimits:
+        return VideoLimits(max_pixels=self.max_pixels, max_duration_s=self.max_duration_min * 60.0)
+
+
+@dataclass(eq=False)
+class Session:
+    """One user's data. Handlers replace `memory` and `video` only after a build or load succeeds."""
+
+    folder: Path
+    memory: Memory | None = None
+    video: Path | None = None  # the session's own link (or copy) of the video the memory was built from
+    source: str = ""  # "built" or "loaded"
+    ood: float | None = None  # the memory's out-of-domain score (domain.TokenStats), when known
+    mosaic: tuple[np.ndarray, int] | None = None  # cached memory mosaic (image, tiles shown)
+    picked: np.ndarray | None = None  # the frame shown for drawing a crop box
+    corner: tuple[float, float] | None = None  # its first clicked corner
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __deepcopy__(self, memo):  # gr.State may deep-copy values; a session is shared, never duplicated
+        return self
+
+    def file(self, kind: str, name: str, *, keep: int = 4) -> Path:
+        """A new path in the session's `kind` folder (answers, plots, clips...), keeping its newest `keep`."""
+        folder = self.folder / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime)[: -keep + 1 or None]:
+            old.unlink(missing_ok=True)
+        stem = re.sub(r"[^\w.-]+", "_", name)[:60] or kind
+        return folder / f"{stem}-{uuid.uuid4().hex[:6]}"
+
+
+def friendly(action: str):
+    """Any exception of a handler -> a gr.Error of one sentence, HTML-escaped (the modal renders HTML)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except USER_ERRORS as e:
+                raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from e
+            except Exception as e:
+                log.exception("Unexpected error while %s", action)
+                raise gr.Error(
+                    f"Something went wrong while {action} ({type(e).__name__}); try again, "
+                    "and report it if it keeps happening.",
+                    print_exception=False,
+                ) from e
+
+        return handler
+
+    return wrap
+
+
+def error(message: str) -> gr.Error:
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
+
+
+def link(src: Path, dst: Path) -> Path:
+    """Hard-link `src` to `dst` (no extra disk), copying when they are on different file systems."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+    return dst
+
+
+class Context:
+    """The model and what the demo knows about it, the worker processes and the session folders."""
+
+    def __init__(self, model, *, limits: DemoLimits, folder: str | Path | None, workdir: str | None) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        self.checkpoint = model.fingerprint()  # hashes the weights once, at start
+        self.limits = limits
+        self.knows = domain.knowledge(folder, self.config, self.checkpoint)
+        self.calibration = calibration.load(folder, self.checkpoint)
+        found = find.load(folder)
+        self.find_figures = found if found and found.get("checkpoint") == self.checkpoint else None
+        self.root = Path(tempfile.mkdtemp(prefix="longvmnet-demo-", dir=workdir))
+        self.worker = Worker(timeout_s=limits.render_timeout_s)
+        self.build_lock = threading.Lock()  # one memory build at a time in this process
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        self.worker.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------------------ sessions
+    def new_session(self) -> Session:
+        folder = self.root / f"session-{uuid.uuid4().hex[:12]}"
+        folder.mkdir(parents=True)
+        return Session(folder)
+
+    def session(self, session: Session | None) -> Session:
+        return session if isinstance(session, Session) else self.new_session()
+
+    @staticmethod
+    def close_session(session: Session | None) -> None:
+        """gr.State's delete_callback: the session expired or its tab closed."""
+        if isinstance(session, Session):
+            session.close()
+
+    def memory(self, session: Session | None) -> Memory:
+        if session is None or session.memory is None:
+            raise error(NO_MEMORY)
+        return session.memory
+
+    @staticmethod
+    def video(session: Session | None) -> Path | None:
+        return session.video if session is not None and session.video and session.video.is_file() else None
+
+    def adopt(self, session: Session, memory: Memory, video: Path | None, source: str) -> None:
+        """Make `memory` (and its video) the session's, replacing the previous ones."""
+        old = session.video
+        local = link(video, session.folder / f"video-{uuid.uuid4().hex[:8]}" / video.name) if video else None
+        if video is None and old is not None and session.memory is not None:
+            keep = session.memory.meta.fingerprint == memory.meta.fingerprint and old.is_file()
+            local, old = (old, None) if keep else (None, old)
+        session.memory, session.video, session.source, session.mosaic = memory, local, source, None
+        session.ood = self.knows.memory.score(memory.tokens) if self.knows.memory else None
+        if old is not None and old != local:
+            shutil.rmtree(old.parent, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------------------ inputs
+    def upload(self, path: str | None, what: str) -> Path:
+        if not path:
+            raise error(f"Choose {what} first.")
+        path = Path(path)
+        if not path.is_file():
+            raise error(f"The uploaded file {path.name} is no longer on the server; upload it again.")
+        size_mb = path.stat().st_size / 2**20
+        if size_mb > self.limits.max_upload_mb:
+            raise error(
+                f"{path.name} is {size_mb:.0f} MB, more than the limit of "
+                f"{self.limits.max_upload_mb:.0f} MB; upload a smaller file."
+            )
+        return path
+
+    @staticmethod
+    def seconds(value, name: str, default: float) -> float:
+        """A number of seconds from an input box (empty: `default`)."""
+        if value is None or value == "":
+            return float(default)
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise error(f"The {name} must be a number of seconds, got {value!r}.") from None
+        if not math.isfinite(out):
+            raise error(f"The {name} must be a finite number of seconds, got {value!r}.")
+        return out
+
+    def time_range(self, start, end, memory: Memory) -> tuple[float, float]:
+        return self.seconds(start, "start time", 0.0), self.seconds(end, "end time", memory.meta.duration_s)
+
+    def crop(self, crop: str | None) -> np.ndarray:
+        if not crop:
+            raise error(
+                "There is no object crop; upload an image of the object or click two corners on a frame."
+            )
+        return inference.load_crop(
+            self.upload(crop, "an object crop"), max_pixels=self.limits.max_crop_pixels
+        )
+
+    @torch.inference_mode()
+    def crop_ood(self, crop: np.ndarray) -> float | None:
+        """The crop's out-of-domain score, when the checkpoint's statistics are known."""
+        if self.knows.crop is None:
+            return None
+        return self.knows.crop.score(inference.crop_tokens(self.model, [crop])[0].float().cpu())
+
+    @staticmethod
+    def write_json(session: Session, name: str, data: dict) -> str:
+        path = session.file("answers", name).with_suffix(".json")
+        path.write_text(json.dumps(data, indent=1) + "\n")
+        return str(path)
