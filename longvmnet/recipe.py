@@ -1,11 +1,12 @@
 """The whole recipe behind the bundled checkpoint, one command, resumable stage by stage:
 
   generate data -> cache the frozen ImageNet backbone's tokens -> train Long-VMNet end to end, the per-query
-  baseline and the ablations (same budget) -> the decoder phase (sampler frozen, queries answered from
+  baseline and the ablations (same budget) -> more generated training videos -> the decoder phase (sampler frozen, queries answered from
   full-scan memories) -> the accuracy ladder on the held-out test videos -> memory-size sweep -> a freshly
   generated benchmark -> report and model card -> checkpoint.
 
-    python -m longvmnet.recipe [--videos 16 --minutes 20 --steps 500 --decoder-steps 400] [--tiny]
+    python -m longvmnet.recipe [--videos 16 --minutes 20 --steps 500 --extra-train-videos 11 --decoder-steps 400]
+                               [--tiny]
 
 Every stage writes its output under --work (default runs/recipe) and is skipped when that output exists.
 """
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=500, help="training steps of every variant (same budget)")
     p.add_argument("--decoder-steps", type=int, default=400,
                    help="steps of the decoder phase after end-to-end training (the model that ships)")  # fmt: skip
+    p.add_argument("--extra-train-videos", type=int, default=11,
+                   help="more generated training videos, added before the decoder phase (which they train)")  # fmt: skip
     p.add_argument("--val-every", type=int, default=100, help="steps between validations (best model kept)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"of {','.join(VARIANTS)}")
     p.add_argument("--sweep", default="8,16,32", help="memory sizes in frames' worth of tokens")
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.tiny:
         args.videos, args.minutes, args.steps, args.sweep = 3, 1.0, 3, "2,4"
         args.fresh_videos, args.decoder_steps = min(args.fresh_videos, 1), 3
+        args.extra_train_videos = min(args.extra_train_videos, 1)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -145,6 +149,20 @@ def main(argv: list[str] | None = None) -> dict:
 
         train_variant()
 
+    if args.extra_train_videos:  # the decoder phase overfits 10 training videos (its val activity falls)
+
+        @stage(
+            "more training videos",
+            data_dir / "annotations" / f"vid_{args.videos + args.extra_train_videos - 1:03d}.json",
+        )
+        def extend_data():
+            from longvmnet.data.synth import extend
+
+            have = len(json.loads((data_dir / "benchmark.json").read_text())["videos"])
+            extend(data_dir, videos=args.videos + args.extra_train_videos - have)
+
+        extend_data()
+        data = ReSTData(data_dir)
     shipped = work / "longvmnet"
 
     @stage("the decoder phase", shipped / "model.safetensors")

@@ -48,13 +48,12 @@ def ask(memory: str, q: dict) -> dict:
     return cli(*args)
 
 
-# Issue 17 item 6 is met for the object example only; these two mark the misses and fail (strict) once met.
+# Issue 17: the object and activity examples are answered right; this marks the time miss and fails (strict) once met.
 MISSED = pytest.mark.xfail(
     strict=True, reason="issue 17: the bundled checkpoint still answers this example wrongly"
 )
 
 
-@MISSED
 def test_activity_example_ranks_a_true_activity_first(memory):
     q = QUERIES["activity"]
     ranked = ask(memory, q)["activities"]

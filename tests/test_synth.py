@@ -85,6 +85,28 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, bench):
         )
 
 
+def test_extend_adds_training_videos_and_keeps_the_rest(tmp_path, bench):
+    import shutil
+
+    root = tmp_path / "x"
+    shutil.copytree(bench, root)
+    before = json.loads((bench / "benchmark.json").read_text())
+    synth.extend(root, videos=1, progress=False)
+    after = json.loads((root / "benchmark.json").read_text())
+    assert {k: v for k, v in after["videos"].items() if k != "vid_002"} == before["videos"]
+    assert after["queries"][: len(before["queries"])] == before["queries"]
+    assert after["videos"]["vid_002"]["split"] == "train"
+    assert {q["video"] for q in after["queries"][len(before["queries"]) :]} == {"vid_002"}
+    # the added video is the one a 3-video benchmark of the same seed has, rendered as a real file
+    three = synth.generate(
+        tmp_path / "three", videos=3, minutes=40 / 60, seed=0, progress=False, render=False
+    )
+    assert (root / "annotations/vid_002.json").read_bytes() == (
+        three / "annotations/vid_002.json"
+    ).read_bytes()
+    assert len(_decode(root / after["videos"]["vid_002"]["file"])) == 40 * synth.FPS
+
+
 def test_boxes_cover_drawn_pixels(bench):
     """Every annotated box (objects and hand) differs from a background-only render in the decoded video."""
     checked = 0

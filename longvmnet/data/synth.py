@@ -10,6 +10,7 @@ jitter, lighting drift); then annotations, idle crops, queries (`benchmark.py`) 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -463,19 +464,49 @@ def generate(
     ids = [f"vid_{i:03d}" for i in range(videos)]
     splits = assign_splits(ids, split, np.random.default_rng([seed, 1 << 20]))
     per_window = max(1, round(queries_per_minute * duration / 60 / (3 * len(windows))))
-    entries, queries = {}, []
-    for i, vid in enumerate(tqdm(ids, desc="videos", unit="video", disable=not progress)):
-        spec = build_video(vid, seed, i, duration, activity_share)
-        ann, crops = annotate(spec, np.random.default_rng([seed, i, 1]))
-        if render:
-            render_video(spec, root, crops, progress=progress)
-        write_json(root / "annotations" / f"{vid}.json", ann, compact=True)
-        queries += make_queries(ann, activities=list(ACTIVITIES), rng=np.random.default_rng([seed, i, 2]),
-                                per_window=per_window, windows=windows)  # fmt: skip
-        entries[vid] = {"file": f"videos/{vid}.mp4", "annotations": f"annotations/{vid}.json",
-                        "duration": duration, "split": splits[vid]}  # fmt: skip
     bench = {"version": VERSION, "seed": seed, "fps": FPS, "width": sc.SIZE, "height": sc.SIZE,
-             "activities": list(ACTIVITIES), "categories": list(sc.CATEGORIES), "videos": entries,
-             "queries": queries}  # fmt: skip
+             "activities": list(ACTIVITIES), "categories": list(sc.CATEGORIES), "videos": {}, "queries": []}  # fmt: skip
+    for i, vid in enumerate(tqdm(ids, desc="videos", unit="video", disable=not progress)):
+        _add_video(bench, root, vid, i, duration, splits[vid], per_window=per_window, windows=windows,
+                   activity_share=activity_share, render=render, progress=progress)  # fmt: skip
     write_json(root / "benchmark.json", bench)
     return root
+
+
+def extend(
+    out_dir: str | Path,
+    *,
+    videos: int,
+    split: str = "train",
+    progress: bool = True,
+    queries_per_minute: float = 10.0,
+    activity_share: float = 0.2,
+    windows: dict[str, float] = WINDOWS,
+) -> Path:
+    """Add `videos` more videos, all in one split, to a generated benchmark: the next video indices of the same
+    seed and duration, so the videos already there (and their splits) stay exactly as they were."""
+    root = Path(out_dir)
+    bench = json.loads((root / "benchmark.json").read_text())
+    first = len(bench["videos"])
+    duration = float(next(iter(bench["videos"].values()))["duration"])
+    per_window = max(1, round(queries_per_minute * duration / 60 / (3 * len(windows))))
+    for i in tqdm(range(first, first + videos), desc="videos", unit="video", disable=not progress):
+        _add_video(bench, root, f"vid_{i:03d}", i, duration, split, per_window=per_window, windows=windows,
+                   activity_share=activity_share, render=True, progress=progress)  # fmt: skip
+        write_json(root / "benchmark.json", bench)  # after each video: an interrupted run keeps what it made
+    return root
+
+
+def _add_video(bench: dict, root: Path, vid: str, i: int, duration: float, split: str, *, per_window: int,
+               windows: dict[str, float], activity_share: float, render: bool, progress: bool) -> None:  # fmt: skip
+    """Generate video `i` of the benchmark's seed (render it, annotate it, ask its queries) into `bench`."""
+    seed = bench["seed"]
+    spec = build_video(vid, seed, i, duration, activity_share)
+    ann, crops = annotate(spec, np.random.default_rng([seed, i, 1]))
+    if render:
+        render_video(spec, root, crops, progress=progress)
+    write_json(root / "annotations" / f"{vid}.json", ann, compact=True)
+    bench["queries"] += make_queries(ann, activities=list(ACTIVITIES), rng=np.random.default_rng([seed, i, 2]),
+                                     per_window=per_window, windows=windows)  # fmt: skip
+    bench["videos"][vid] = {"file": f"videos/{vid}.mp4", "annotations": f"annotations/{vid}.json",
+                            "duration": duration, "split": split}  # fmt: skip
