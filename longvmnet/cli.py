@@ -66,9 +66,8 @@ def cmd_ask(args) -> dict:
 
     model = load_model(args.checkpoint)
     c = model.config
-    memory = Memory.load(
-        args.memory, expected_size=c.memory_size, expected_dim=c.d_model, checkpoint=model.fingerprint()
-    )
+    memory = Memory.load(args.memory, expected_size=c.memory_size, expected_dim=c.d_model,
+                         expected_grid=c.grid, checkpoint=model.fingerprint())  # fmt: skip
     end = memory.meta.duration_s if args.end is None else args.end
     if args.kind == "activity":
         query = ActivityQuery(load_crop(args.object), args.start, end)

@@ -296,6 +296,25 @@ def fit(model, data, memories, real_clips: list[Path], progress=print) -> dict:
     }  # fmt: skip
 
 
+CARD_HEADING = "Out-of-domain warnings in the demo"
+
+
+def card_text(out: dict) -> str:
+    """The model card's section: the two scores on training, held-out and real inputs, and their thresholds."""
+    mem, crop = out["memory"]["figures"], out["crop"]["figures"]
+    held, real = list(mem["held_out"].values()), list(mem["real"].values())
+    return (
+        "The demo warns when a video or a crop is unlike the training data "
+        "(`python -m longvmnet.domain --data runs/recipe/data --cache runs/recipe/cache`; real clips: the ones that "
+        "ship in packages).\n\n"
+        "| input | score | held-out synthetic | real clips | warning above |\n|---|---|---|---|---|\n"
+        f"| video (its memory) | {mem['score']} | {min(held):.2f}-{max(held):.2f} | {min(real):.2f}-{max(real):.2f} | "
+        f"{out['memory']['threshold']:.2f} |\n"
+        f"| crop | {crop['score']} | median {crop['held_out_median']:.2f}, max {crop['held_out_max']:.2f} | "
+        f"min {crop['real_min']:.2f}, median {crop['real_median']:.2f} | {out['crop']['threshold']:.2f} |"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fit the out-of-domain statistics; write domain.json.")
     parser.add_argument("--checkpoint", default=None, help="folder (default: the bundled checkpoint)")
@@ -318,6 +337,10 @@ def main(argv: list[str] | None = None) -> None:
     out["seconds"] = round(time.perf_counter() - began, 1)
     path = Path(args.out or Path(folder) / FILE)
     path.write_text(json.dumps(out) + "\n")
+    if args.out is None:
+        from longvmnet.report import set_card_section
+
+        set_card_section(folder, CARD_HEADING, card_text(out))
     print(
         json.dumps(
             {k: out[k]["figures"] | {"threshold": out[k]["threshold"]} for k in ("memory", "crop")}, indent=1

@@ -134,6 +134,19 @@ def load(folder: str | Path | None) -> dict | None:
         return None
 
 
+CARD_HEADING = "Find this object (the demo's crop search)"
+
+
+def card_text(result: dict) -> str:
+    """The model card's section: the precision of the crop search on the benchmark, against chance."""
+    return (
+        f"On the {result['split']} videos ({result['videos']} videos, {result['crops']} object crops; `{result['command']}`): "
+        f"{100 * result['token']:.1f}% of the {result['k']} memory tokens most similar to a crop lie on its object "
+        f"(chance {100 * result['token_chance']:.1f}%), and {100 * result['time']:.1f}% of the {result['times']} best "
+        f"timeline frames show it (chance {100 * result['time_chance']:.1f}%)."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Measure find-this-object on a benchmark; write find.json.")
     parser.add_argument("--checkpoint", default=None, help="folder (default: the bundled checkpoint)")
@@ -156,6 +169,10 @@ def main(argv: list[str] | None = None) -> None:
                "command": " ".join(["python -m longvmnet.find", *(argv if argv is not None else sys.argv[1:])])}  # fmt: skip
     out = Path(args.out or Path(folder) / FILE)
     out.write_text(json.dumps(result, indent=1) + "\n")
+    if args.out is None:
+        from longvmnet.report import set_card_section
+
+        set_card_section(folder, CARD_HEADING, card_text(result))
     print(json.dumps(result))
 
 

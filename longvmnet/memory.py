@@ -16,10 +16,58 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 FORMAT = "longvmnet-memory/1"
+MAX_DURATION_S = 7 * 24 * 3600.0  # a week: longer is no video this project scans
+MAX_TOKEN = 1e4  # projected tokens are layer-normed then linear: |values| of a few units, never this
+MAX_TOKENS = 1 << 16  # tokens in one memory file
+# metadata field -> (type, smallest, largest); text fields: (str, 0, longest)
+META_FIELDS = {
+    "video": (str, 0, 255),
+    "fingerprint": (str, 0, 128),
+    "fps": (float, 1e-3, 1000.0),
+    "duration_s": (float, 0.0, MAX_DURATION_S),
+    "frames_seen": (int, 0, int(MAX_DURATION_S * 1000)),
+    "checkpoint": (str, 0, 128),
+    "build_s": (float, 0.0, 1e7),
+    "skipped_packets": (int, 0, 1 << 40),
+}
 
 
 class MemoryFileError(ValueError):
     pass
+
+
+def parse_meta(raw: str, name: str) -> MemoryMeta:
+    """The metadata JSON of a memory file, every field checked for type and range. -> MemoryMeta"""
+    try:
+        fields = json.loads(raw)
+    except (TypeError, ValueError) as e:
+        raise MemoryFileError(f"{name} has unreadable metadata; build the memory again.") from e
+    if not isinstance(fields, dict):
+        raise MemoryFileError(f"{name} has unreadable metadata; build the memory again.")
+    if unknown := sorted(set(fields) - set(META_FIELDS)):
+        raise MemoryFileError(
+            f"{name} has unknown metadata ({', '.join(map(str, unknown))[:80]}); build it again."
+        )
+    for key, value in fields.items():
+        kind, lo, hi = META_FIELDS[key]
+        if kind is str:
+            ok = isinstance(value, str) and len(value) <= hi and value.isprintable()
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi
+        if not ok:
+            shown = repr(value)[:40]
+            raise MemoryFileError(
+                f"{name} has an invalid {key} ({shown}): expected "
+                + (
+                    f"text of at most {hi} printable characters"
+                    if kind is str
+                    else f"a number from {lo:g} to {hi:g}"
+                )
+                + "; build the memory again."
+            )
+    return MemoryMeta(**{k: (float(v) if META_FIELDS[k][0] is float else v) for k, v in fields.items()})
 
 
 @dataclass(frozen=True)
@@ -81,6 +129,7 @@ class Memory:
         *,
         expected_size: int | None = None,
         expected_dim: int | None = None,
+        expected_grid: int | None = None,
         checkpoint: str | None = None,
     ) -> Memory:
         """Read and validate a saved memory; raise MemoryFileError with a clear sentence if it is not valid."""
@@ -88,6 +137,12 @@ class Memory:
         name = path.name
         if not path.is_file():
             raise MemoryFileError(f"The memory file {name} does not exist; build the memory first.")
+        if (
+            expected_size
+            and expected_dim
+            and path.stat().st_size > expected_size * (expected_dim * 4 + 24) + 2**20
+        ):
+            raise MemoryFileError(f"{name} is too large to be a memory of this checkpoint; build it again.")
         try:
             from safetensors import safe_open
 
@@ -103,13 +158,14 @@ class Memory:
         missing = {"tokens", "times", "rows", "cols"} - set(tensors)
         if missing:
             raise MemoryFileError(f"{name} lacks {', '.join(sorted(missing))}; build the memory again.")
-        try:
-            meta = MemoryMeta(**json.loads(metadata.get("meta", "{}")))
-        except (TypeError, json.JSONDecodeError) as e:
-            raise MemoryFileError(f"{name} has unreadable metadata; build the memory again.") from e
+        meta = parse_meta(metadata.get("meta", "{}"), name)
         memory = cls(tensors["tokens"], tensors["times"], tensors["rows"], tensors["cols"], meta)
         memory.validate(
-            expected_size=expected_size, expected_dim=expected_dim, checkpoint=checkpoint, name=name
+            expected_size=expected_size,
+            expected_dim=expected_dim,
+            expected_grid=expected_grid,
+            checkpoint=checkpoint,
+            name=name,
         )
         return memory
 
@@ -118,6 +174,7 @@ class Memory:
         *,
         expected_size: int | None = None,
         expected_dim: int | None = None,
+        expected_grid: int | None = None,
         checkpoint: str | None = None,
         name: str = "the memory",
     ) -> None:
@@ -135,8 +192,24 @@ class Memory:
                 raise MemoryFileError(
                     f"{name} has {key} of shape {tuple(v.shape)} {v.dtype}; expected ({m},)."
                 )
+        if not 0 < m <= MAX_TOKENS:
+            raise MemoryFileError(f"{name} holds {m} tokens; a memory holds 1 to {MAX_TOKENS}.")
         if not torch.isfinite(t).all() or not torch.isfinite(self.times).all():
             raise MemoryFileError(f"{name} contains NaN or infinite values; build the memory again.")
+        if t.abs().max() > MAX_TOKEN:
+            raise MemoryFileError(f"{name} holds token values beyond ±{MAX_TOKEN:g}; build the memory again.")
+        if (self.times < 0).any() or (
+            self.meta.duration_s > 0 and (self.times > self.meta.duration_s + 1).any()
+        ):
+            raise MemoryFileError(f"{name} holds token times outside its video; build the memory again.")
+        lo, hi = (
+            int(torch.minimum(self.rows, self.cols).min()),
+            int(torch.maximum(self.rows, self.cols).max()),
+        )
+        if lo < 0 or (expected_grid is not None and hi >= expected_grid):
+            raise MemoryFileError(
+                f"{name} holds patch positions outside the token grid; build the memory again."
+            )
         if expected_size is not None and not 0 < m <= expected_size:  # fewer: a video shorter than the memory
             raise MemoryFileError(f"{name} holds {m} tokens but this checkpoint uses {expected_size}.")
         if expected_dim is not None and t.shape[1] != expected_dim:

@@ -424,3 +424,21 @@ and `python -m longvmnet.find`, each with `--data runs/recipe/data --cache runs/
 """
     (work / "MODEL_CARD.md").write_text(card)
     return work / "MODEL_CARD.md"
+
+
+def set_card_section(folder: str | Path, heading: str, body: str) -> bool:
+    """Write `## heading` + body into the model card (README.md) of a checkpoint folder, replacing that section
+    when the card has it, else appending it. -> False when the folder has no card."""
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        return False
+    text, title = path.read_text(), f"## {heading}\n"
+    section = f"{title}{body.strip()}\n"
+    if title in text:
+        start = text.index(title)
+        nxt = text.find("\n## ", start + len(title))
+        text = text[:start] + section + (text[nxt:] if nxt >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+    return True

@@ -15,6 +15,7 @@ import av
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytestmark = pytest.mark.e2e
@@ -295,6 +296,28 @@ def test_save_and_load_memory(built, url, files, tmp_path):
     with pytest.raises(AppError) as err:
         fresh.predict(handle_file(files["bad.safetensors"]), None, api_name="/load_memory")
     assert_sentence(err, "bad.safetensors")
+
+
+def test_crafted_memory_files_are_refused_or_escaped(built, url, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    c, _, _ = built
+    saved = c.predict(api_name="/save_memory")
+    with safe_open(saved, framework="pt") as f:
+        header = f.metadata()
+    tensors, meta = load_file(saved), json.loads(header["meta"])
+    fresh = client(url)
+    huge = tmp_path / "huge.safetensors"  # finite but absurd token values
+    save_file({**tensors, "tokens": torch.full_like(tensors["tokens"], 1e38)}, str(huge), metadata=header)
+    with pytest.raises(AppError) as err:
+        fresh.predict(handle_file(str(huge)), None, api_name="/load_memory")
+    assert_sentence(err, "token values beyond")
+    html = tmp_path / "html.safetensors"  # markup in the video's name is shown as text, never rendered
+    named = {**header, "meta": json.dumps({**meta, "video": '<img src=x onerror="alert(1)">.mp4'})}
+    save_file(tensors, str(html), metadata=named)
+    summary, loaded = fresh.predict(handle_file(str(html)), None, api_name="/load_memory")
+    assert loaded["source"] == "loaded" and "<img" not in summary and "img src" in summary
 
 
 def test_queries_need_a_memory(url, files):

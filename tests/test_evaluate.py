@@ -276,3 +276,17 @@ def test_evaluate_prior_cli_needs_no_checkpoint(tiny_benchmark, tmp_path, capsys
     assert saved["method"] == "prior" and set(TABLE_KEYS) <= set(saved)
     assert set(saved["per_class"]) == {"activity", "time"} and saved["per_class"]["activity"]
     assert "per class" in capsys.readouterr().err
+
+
+def test_card_sections_are_replaced_or_appended(tmp_path):
+    from longvmnet.report import set_card_section
+
+    assert not set_card_section(tmp_path, "Calibration", "none")  # no model card in the folder
+    card = tmp_path / "README.md"
+    card.write_text("# Model\n\n## Results\nold table\n\n## Reproduce\nmake checkpoint\n")
+    assert set_card_section(tmp_path, "Results", "new table")
+    assert set_card_section(tmp_path, "Calibration", "error 0.02")
+    assert set_card_section(tmp_path, "Calibration", "error 0.01")  # a rerun replaces its own section
+    assert card.read_text() == (
+        "# Model\n\n## Results\nnew table\n\n## Reproduce\nmake checkpoint\n\n## Calibration\nerror 0.01\n"
+    )

@@ -90,9 +90,8 @@ class MemoryHandlers:
             raise error(
                 f"{path.name} is too large to be a memory of this checkpoint; choose a memory saved by this demo."
             )
-        memory = Memory.load(
-            path, expected_size=c.memory_size, expected_dim=c.d_model, checkpoint=ctx.checkpoint
-        )
+        memory = Memory.load(path, expected_size=c.memory_size, expected_dim=c.d_model, expected_grid=c.grid,
+                             checkpoint=ctx.checkpoint)  # fmt: skip
         meta = memory.meta
         if not (
             math.isfinite(meta.duration_s) and 0 < meta.duration_s <= ctx.limits.max_duration_min * 60 + 1
