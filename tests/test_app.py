@@ -424,6 +424,37 @@ def test_builds_wait_for_each_other_while_queries_are_answered(served, built, fi
     assert all(f.concurrency_limit == 1 for f in builds.values())
 
 
+def test_sessions_are_capped_least_recently_used_first(served, built):
+    import dataclasses
+
+    import gradio as gr
+
+    demo, _ = served
+    ctx = demo.logic.ctx
+    memory = next(s.memory for s in ctx.live.values() if s.memory is not None)  # the built session's
+    saved = ctx.limits, ctx.live
+    ctx.limits, ctx.live = dataclasses.replace(ctx.limits, max_sessions=2), {}
+    try:
+        first, second = ctx.session(None), ctx.session(None)
+        first.memory = second.memory = memory
+        ctx.memory(first)  # first used again: second is now the least recently used
+        third = ctx.session(None)
+        assert second.evicted and second.memory is None and not second.folder.exists()
+        assert not first.evicted and list(ctx.live.values()) == [first, third]
+        assert ctx.memory(first) is memory and list(ctx.live.values()) == [
+            third,
+            first,
+        ]  # a query counts as use
+        with pytest.raises(gr.Error, match="closed to make room"):
+            ctx.memory(second)
+        ctx.session(second)  # its owner builds again: live once more, the least recently used idle one goes
+        assert not second.evicted and third.evicted and not first.evicted
+    finally:
+        for s in list(ctx.live.values()):
+            ctx.close_session(s)
+        ctx.limits, ctx.live = saved
+
+
 def test_sessions_expire_and_clean_up(served, tmp_path):
     import gradio as gr
 

@@ -52,6 +52,7 @@ class DemoLimits:
     evidence: int = 6  # memory tokens shown as an answer's evidence
     mosaic_tiles: int = 1024  # memory patches shown in the mosaic (evenly subsampled beyond)
     session_ttl_s: float = 2 * 3600.0  # a session's memory is dropped this long after its last change
+    max_sessions: int = 32  # live sessions with a memory; beyond, the least recently used idle one is closed
     render_timeout_s: float = 300.0  # longest wait for one decoding/drawing job in the worker
 
     def video(self) -> VideoLimits:
@@ -71,9 +72,16 @@ class Session:
     picked: np.ndarray | None = None  # the frame shown for drawing a crop box
     corner: tuple[float, float] | None = None  # its first clicked corner
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    evicted: bool = False  # closed to make room for other sessions (`Context.touch`)
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def evict(self) -> None:
+        """Drop the memory and files (the object stays in its owner's gr.State, which is told on next use)."""
+        self.memory = self.video = self.mosaic = self.picked = self.corner = None
+        self.evicted = True
+        self.close()
 
     def __deepcopy__(self, memo):  # gr.State may deep-copy values; a session is shared, never duplicated
         return self
@@ -142,11 +150,16 @@ class Context:
         self.root = Path(tempfile.mkdtemp(prefix="longvmnet-demo-", dir=workdir))
         self.worker = Worker(timeout_s=limits.render_timeout_s)
         self.build_lock = threading.Lock()  # one memory build at a time in this process
+        self.live: dict[int, Session] = {}  # sessions by id, least recently used first
+        self.live_lock = threading.Lock()
         atexit.register(self.close)
 
     def close(self) -> None:
         self.worker.close()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def __deepcopy__(self, memo):  # gr.State deep-copies its delete_callback, bound here: one shared context
+        return self
 
     # ------------------------------------------------------------------------------------------ sessions
     def new_session(self) -> Session:
@@ -155,17 +168,39 @@ class Context:
         return Session(folder)
 
     def session(self, session: Session | None) -> Session:
-        return session if isinstance(session, Session) else self.new_session()
+        session = session if isinstance(session, Session) else self.new_session()
+        self.touch(session)
+        return session
 
-    @staticmethod
-    def close_session(session: Session | None) -> None:
+    def touch(self, session: Session) -> None:
+        """Mark the session as just used; past `max_sessions` live ones, close the least recently used idle one."""
+        with self.live_lock:
+            self.live.pop(id(session), None)
+            self.live[id(session)] = session
+            session.evicted = False
+            while len(self.live) > self.limits.max_sessions:
+                idle = next((s for s in self.live.values() if s is not session and not s.lock.locked()), None)
+                if idle is None:  # every other session is busy: let the cap wait for the next use
+                    break
+                del self.live[id(idle)]
+                idle.evict()
+
+    def close_session(self, session: Session | None) -> None:
         """gr.State's delete_callback: the session expired or its tab closed."""
         if isinstance(session, Session):
+            with self.live_lock:
+                self.live.pop(id(session), None)
             session.close()
 
     def memory(self, session: Session | None) -> Memory:
+        if isinstance(session, Session) and session.evicted:
+            raise error(
+                f"Your memory was closed to make room: this demo keeps at most {self.limits.max_sessions} "
+                "memories at once and yours was the least recently used; build or load it again."
+            )
         if session is None or session.memory is None:
             raise error(NO_MEMORY)
+        self.touch(session)
         return session.memory
 
     @staticmethod
