@@ -1,9 +1,9 @@
 """The whole recipe behind the bundled checkpoint, one command, resumable stage by stage:
 
   generate data -> cache the frozen ImageNet backbone's tokens -> train Long-VMNet end to end, the per-query
-  baseline and the ablations (same budget) -> more generated training videos -> the decoder phase (sampler frozen, queries answered from
-  full-scan memories) -> the accuracy ladder on the held-out test videos -> memory-size sweep -> a freshly
-  generated benchmark -> report and model card -> checkpoint.
+  baseline and the ablations (same budget) -> more generated training videos -> the decoder phase (sampler
+  frozen, queries answered from full-scan memories) -> the accuracy ladder on the held-out test videos ->
+  memory-size sweep -> a freshly generated benchmark -> report and model card -> checkpoint.
 
     python -m longvmnet.recipe [--videos 16 --minutes 20 --steps 500 --extra-train-videos 11 --decoder-steps 400]
                                [--tiny]
