@@ -27,6 +27,13 @@ TAB_NAMES = {"activity": "What is done to this object? (activity)", "object": "W
              "time": "When? (time)", "find": "Find this object", "memory": "Memory"}  # fmt: skip
 
 
+# After a time answer the player jumps to the span's start, in the browser alone (API callers have no player).
+SEEK_JS = """(span) => {
+  const player = document.querySelector('#video video');
+  if (player && span && span.start != null) { player.currentTime = span.start; }
+}"""
+
+
 def build_demo(model_or_checkpoint=None, *, max_upload_mb: float = 500.0, max_duration_min: float = 60.0,
                session_ttl_s: float = 2 * 3600.0, examples: Path | None = EXAMPLES):  # fmt: skip
     """The Gradio app around a model, or a checkpoint (folder or Hub repo id; None: the default one)."""
@@ -44,6 +51,8 @@ def build_demo(model_or_checkpoint=None, *, max_upload_mb: float = 500.0, max_du
     )
     logic = Demo(model, limits=limits, folder=checkpoint_folder(model))
     logic.worker.warm_up()
+    logic.ctx.heavy.warm_up()
+    logic.ctx.builder.warm_up()
     mem, ans, frm = logic.memory, logic.answers, logic.frames
     activities = list(model.config.activities)
     ex = read_examples(examples) if examples else None
@@ -54,7 +63,7 @@ def build_demo(model_or_checkpoint=None, *, max_upload_mb: float = 500.0, max_du
         """Below every answer: its note, its evidence gallery and its downloads."""
         note = gr.Markdown(elem_id=f"{name}-note")
         evidence = gr.Gallery(label=f"{what} (patches, then their frames)", show_label=False, columns=4, height=300,
-                              object_fit="contain", elem_id=f"{name}-evidence")  # fmt: skip
+                              object_fit="contain", format="jpeg", elem_id=f"{name}-evidence")  # fmt: skip
         with gr.Row():
             files = [gr.DownloadButton("Download the answer (JSON)", elem_id=f"{name}-json", size="sm")]
             if png:
@@ -124,7 +133,11 @@ def build_demo(model_or_checkpoint=None, *, max_upload_mb: float = 500.0, max_du
             with gr.Tab(TAB_NAMES["object"], id="object"):
                 obj_btn = gr.Button("Ask", variant="primary", elem_id="ask-object")
                 obj_gallery = gr.Gallery(
-                    label="Frames with the predicted box", columns=4, height=300, elem_id="gallery"
+                    label="Frames with the predicted box",
+                    columns=4,
+                    height=300,
+                    format="jpeg",
+                    elem_id="gallery",
                 )
                 obj_clip = gr.Video(
                     label="The range with the boxes", interactive=False, height=300, elem_id="clip"
@@ -152,19 +165,19 @@ def build_demo(model_or_checkpoint=None, *, max_upload_mb: float = 500.0, max_du
                     mem_btn = gr.Button("Show memory", variant="primary", elem_id="show-memory")
                 mem_caption = gr.Markdown(elem_id="memory-caption")
                 mem_mosaic = gr.Image(
-                    label="Memory patches, in time order", interactive=False, elem_id="mosaic"
+                    label="Memory patches, in time order", interactive=False, format="jpeg", elem_id="mosaic"
                 )
-                mem_hist = gr.Plot(label="Where the memory's tokens come from (tokens per stretch of the video)",
-                                   elem_id="histogram")  # fmt: skip
+                mem_hist = gr.Image(label="Where the memory's tokens come from (tokens per stretch of the video)",
+                                    interactive=False, elem_id="histogram")  # fmt: skip
                 mem_frame = gr.Image(label="A frame and its patches in memory", interactive=False, height=300,
-                                     elem_id="memory-frame")  # fmt: skip
+                                     format="jpeg", elem_id="memory-frame")  # fmt: skip
 
-        # Builds run one at a time (one shared queue slot); queries run concurrently.
+        # Builds run one at a time, in the builder's process; loads and queries never wait behind them.
         build = dict(concurrency_limit=1, concurrency_id="build")
         built = build_btn.click(mem.build, [video, session], [session, summary, details], api_name="build_memory",
                                 show_progress_on=[summary], **build)  # fmt: skip
         loaded = load_btn.click(mem.load, [memory_file, video, session], [session, summary, details],
-                                api_name="load_memory", show_progress_on=[summary], **build)  # fmt: skip
+                                api_name="load_memory", show_progress_on=[summary], concurrency_limit=2)  # fmt: skip
         for event in (built, loaded):
             event.success(
                 mem.after_build, [session], [start, end, frame_time, mem_time], api_visibility="private"
@@ -174,14 +187,16 @@ def build_demo(model_or_checkpoint=None, *, max_upload_mb: float = 500.0, max_du
         act_btn.click(
             ans.activity, [crop, start, end, session], [act_out, *act_parts], api_name="ask_activity"
         )
+        # Answers that draw much (a clip, a mosaic) queue one at a time: the quick ones keep the CPU meanwhile.
+        heavy = dict(concurrency_limit=1, concurrency_id="heavy")
         obj_btn.click(ans.object, [activity, start, end, session], [obj_gallery, obj_clip, *obj_parts, obj_json],
-                      api_name="ask_object")  # fmt: skip
+                      api_name="ask_object", **heavy)  # fmt: skip
         time_btn.click(ans.time, [activity, crop, start, end, session], [time_plot, *time_parts, time_json],
-                       api_name="ask_time").success(frm.seek, [time_json], [video], api_visibility="private")  # fmt: skip
+                       api_name="ask_time").success(None, [time_json], None, js=SEEK_JS)  # fmt: skip
         find_btn.click(ans.find, [crop, start, end, session],
                        [find_plot, *find_parts, find_json], api_name="find_object")  # fmt: skip
         mem_btn.click(mem.show, [mem_time, session], [mem_mosaic, mem_hist, mem_frame, mem_caption],
-                      api_name="show_memory")  # fmt: skip
+                      api_name="show_memory", **heavy)  # fmt: skip
         frame_time.release(frm.pick, [video, frame_time, session], [session, frame], api_visibility="private")
         frame.select(frm.click, [session], [session, frame, crop], api_visibility="private")
         crop.change(frm.preview, [crop], [crop_view], api_visibility="private")

@@ -10,7 +10,9 @@ query's crop (`find.similarity`). Nothing here imports Gradio.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 
@@ -66,16 +68,18 @@ class Coverage:
 
 
 @torch.inference_mode()
-def answer_with_tokens(model, memory: Memory, query: Query) -> tuple[Answer, torch.Tensor | None]:
+def answer_with_tokens(model, memory: Memory, query: Query, *,
+                       crops: Callable | None = None) -> tuple[Answer, torch.Tensor | None]:  # fmt: skip
     """Stage 2 for one query, the same computation as `inference.answer`, also returning the model's
-    `token_logits` (m,) when it has them (else None)."""
+    `token_logits` (m,) when it has them (else None). `crops` maps crops to their tokens (default
+    `crop_tokens`; an `inference.CropTokens` cache)."""
     model.eval()
     c = model.config
     validate(query, duration_s=memory.meta.duration_s, activities=c.activities)
     kind = query.kind
     fps = c.object_fps if kind == "object" else c.query_fps
     grid = collate([query], fps, c.activity_max_queries if kind == "activity" else 0)
-    obj = crop_tokens(model, [query.crop]) if kind in ("activity", "time") else None
+    obj = (crops or partial(crop_tokens, model))([query.crop]) if kind in ("activity", "time") else None
     act = torch.tensor([c.activities.index(query.activity)]) if kind in ("object", "time") else None
     mem = {k: v.to(model.device) for k, v in memory.batched().items()}
     out = model(mem, kind, grid["times"], grid["mask"], object_tokens=obj, activity=act)
@@ -100,14 +104,20 @@ def top_tokens(memory: Memory, scores: torch.Tensor, *, k: int = 6, start: float
 
 
 def explain(
-    model, memory: Memory, query: Query, token_logits: torch.Tensor | None, *, k: int = 6
+    model,
+    memory: Memory,
+    query: Query,
+    token_logits: torch.Tensor | None,
+    *,
+    k: int = 6,
+    crops: Callable | None = None,
 ) -> Evidence | None:
     """The answer's evidence: its top tokens by the model's match score, or by similarity to the query's crop
     when the model gave no match scores; None when neither exists (an object query without a pointer)."""
     if token_logits is not None:
         scores, source = token_logits, MATCH
     elif getattr(query, "crop", None) is not None:
-        scores, source = similarity(memory, crop_vector(model, query.crop)), SIMILAR
+        scores, source = similarity(memory, crop_vector(model, query.crop, crops=crops)), SIMILAR
     else:
         return None
     return Evidence(top_tokens(memory, scores, k=k, start=query.start, end=query.end), source)

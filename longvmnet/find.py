@@ -46,9 +46,10 @@ def middle(tokens: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def crop_vector(model, crop: np.ndarray) -> torch.Tensor:
-    """An object crop (h, w, 3) uint8 -> (d,) unit vector: the mean of its middle projected tokens."""
-    tokens = crop_tokens(model, [crop])[0].float().cpu()
+def crop_vector(model, crop: np.ndarray, *, crops=None) -> torch.Tensor:
+    """An object crop (h, w, 3) uint8 -> (d,) unit vector: the mean of its middle projected tokens.
+    `crops` maps crops to tokens (default `crop_tokens`; an `inference.CropTokens` cache)."""
+    tokens = (crops([crop]) if crops is not None else crop_tokens(model, [crop]))[0].float().cpu()
     return F.normalize(middle(tokens, model.config.grid).mean(0), dim=0)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -185,6 +188,35 @@ def crop_images(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
 def crop_tokens(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
     """Object crops of any size -> (b, p, d) tokens from the same frozen backbone."""
     return model.embed_frames(crop_images(model, crops))
+
+
+class CropTokens:
+    """`crop_tokens` that remembers the last `size` crops, keyed by their pixels. An app asks about one crop
+    again and again (other ranges, other activities), and its backbone pass is most of an activity or time
+    query's time. Thread-safe. `cache(crops)` -> (b, p, d)"""
+
+    def __init__(self, model, size: int = 32) -> None:
+        self.model, self.size = model, size
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @torch.inference_mode()
+    def __call__(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
+        out = []
+        for crop in crops:
+            key = hashlib.sha1(np.ascontiguousarray(crop).tobytes() + repr(crop.shape).encode()).hexdigest()
+            with self._lock:
+                tokens = self._cache.get(key)
+                if tokens is not None:
+                    self._cache.move_to_end(key)
+            if tokens is None:
+                tokens = crop_tokens(self.model, [crop])[0]
+                with self._lock:
+                    self._cache[key] = tokens
+                    while len(self._cache) > self.size:
+                        self._cache.popitem(last=False)
+            out.append(tokens)
+        return torch.stack(out)
 
 
 def _batches(todo: list[tuple[int, int]], batch_size: int, max_time_queries: int) -> list[list[int]]:

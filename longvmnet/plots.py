@@ -14,6 +14,15 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from longvmnet.render import clock
 
 LINE, EVEN, SPAN, MATCH = "#1f77b4", "#d62728", "#2ca02c", "#ff5a00"
+# Fixed margins (fractions of the figure) fit these one-axes figures; a layout engine would double the drawing
+# time of a demo answer.
+MARGINS = {"left": 0.08, "right": 0.98, "bottom": 0.2, "top": 0.88}
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(**MARGINS)
+    return fig
 
 
 def _time_axis(ax, label: str = "time in the video (m:ss)") -> None:
@@ -31,7 +40,7 @@ def timeline(
 ) -> Figure:
     """The probability that the activity is under way at each time of the query range (what the span is read
     from: the run with the largest sum of logits), the predicted span shaded ("predicted span")."""
-    fig = Figure(figsize=(8, 2.8), layout="constrained")
+    fig = _figure(8, 2.8)
     ax = fig.add_subplot()
     ax.axvspan(span[0], span[1], color=SPAN, alpha=0.25, label="predicted span")
     ax.plot(times, inside_scores, color=LINE, lw=1.5, label="under way")
@@ -56,7 +65,7 @@ def find_timeline(
 ) -> Figure:
     """Find this object: per memory frame, its best token's similarity to the crop (one stem per frame), the
     best matches' frames marked ("best matches")."""
-    fig = Figure(figsize=(8, 2.8), layout="constrained")
+    fig = _figure(8, 2.8)
     ax = fig.add_subplot()
     if len(times):
         ax.vlines(times, 0, scores, color=LINE, lw=1.2, label="best token of the frame")
@@ -82,7 +91,7 @@ def memory_histogram(
     times = np.asarray(times, dtype=float)
     duration_s = max(float(duration_s), float(times.max(initial=0.0)), 1e-3)
     n_bins = max(1, min(bins, int(math.ceil(duration_s))))
-    fig = Figure(figsize=(8, 2.6), layout="constrained")
+    fig = _figure(8, 2.6)
     ax = fig.add_subplot()
     ax.hist(times, bins=n_bins, range=(0, duration_s), color=SPAN, label="memory tokens")
     if tokens_per_frame:
@@ -96,6 +105,13 @@ def memory_histogram(
 
 
 def save(fig: Figure, path: str | Path, *, dpi: int = 100) -> str:
-    """Write the figure as a PNG. -> its path"""
-    fig.savefig(path, format="png", dpi=dpi)
+    """Write the figure as a PNG (light compression: a demo answer waits for it). -> its path"""
+    fig.savefig(path, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     return str(path)
+
+
+def draw(kind: str, path: str | Path, /, *args, **kwargs) -> str:
+    """One of this module's figures (`timeline`, `find_timeline`, `memory_histogram`), drawn straight to a PNG:
+    the demo calls it in its worker processes, away from the server's threads. -> the PNG's path"""
+    figures = {"timeline": timeline, "find_timeline": find_timeline, "memory_histogram": memory_histogram}
+    return save(figures[kind](*args, **kwargs), path)

@@ -201,9 +201,8 @@ class TrainInputs:
             grid = query_grid(q, c, start=lo, end=max(hi, lo + 1.0 / fps))
             if kind != "activity" and spans is None and len(grid) > self.cfg.train_queries:
                 step, n = len(grid) / self.cfg.train_queries, self.cfg.train_queries
-                grid = grid[
-                    (rand.py(video.id, q["id"], "grid").uniform(0, step) + step * torch.arange(n)).long()
-                ]
+                phase = rand.py(video.id, q["id"], "grid").uniform(0, step)  # float sums can reach len(grid)
+                grid = grid[(phase + step * torch.arange(n)).long().clamp(max=len(grid) - 1)]
             tgt = self.clip_targets(q, grid, fps, video) if spans is not None else targets(q, grid, acts, fps)
             if tgt is None:
                 continue

@@ -44,21 +44,22 @@ class Worker:
             pool.submit(os.getpid)
 
     def __call__(self, fn, /, *args, **kwargs):
+        return self.submit(fn, *args, **kwargs).result()
+
+    def submit(self, fn, /, *args, **kwargs) -> Job:
+        """Start a job and return at once; `Job.result()` waits for it (several jobs then run side by side)."""
         pool = self._get()
         try:
-            return pool.submit(fn, *args, **kwargs).result(timeout=self.timeout_s)
+            return Job(self, pool, pool.submit(fn, *args, **kwargs))
         except BrokenProcessPool as e:
-            self._discard(pool)
-            raise DecoderCrashedError(
-                "The decoder crashed while reading the video; the file is probably damaged, "
-                "so re-encode it as MP4 (H.264) and try again."
-            ) from e
-        except FuturesTimeout as e:
-            self._discard(pool, kill=True)
-            raise DecoderCrashedError(
-                f"Reading the video took longer than {self.timeout_s:.0f} s; "
-                "try a shorter range or re-encode the video as MP4 (H.264)."
-            ) from e
+            raise self._crashed(pool) from e
+
+    def _crashed(self, pool: ProcessPoolExecutor) -> DecoderCrashedError:
+        self._discard(pool)
+        return DecoderCrashedError(
+            "The decoder crashed while reading the video; the file is probably damaged, "
+            "so re-encode it as MP4 (H.264) and try again."
+        )
 
     def _discard(self, pool: ProcessPoolExecutor, *, kill: bool = False) -> None:
         with self._lock:
@@ -74,3 +75,23 @@ class Worker:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Job:
+    """A job running in a Worker's child process."""
+
+    def __init__(self, worker: Worker, pool: ProcessPoolExecutor, future) -> None:
+        self.worker, self.pool, self.future = worker, pool, future
+
+    def result(self):
+        """The job's return value; a crash or a hang in the child -> DecoderCrashedError with one sentence."""
+        try:
+            return self.future.result(timeout=self.worker.timeout_s)
+        except BrokenProcessPool as e:
+            raise self.worker._crashed(self.pool) from e
+        except FuturesTimeout as e:
+            self.worker._discard(self.pool, kill=True)
+            raise DecoderCrashedError(
+                f"Reading the video took longer than {self.worker.timeout_s:.0f} s; "
+                "try a shorter range or re-encode the video as MP4 (H.264)."
+            ) from e

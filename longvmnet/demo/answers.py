@@ -2,7 +2,7 @@
 
 Every answer comes with a note (its calibrated confidence, out-of-domain warnings, how many memory tokens its
 range holds, which tokens weighed most), an evidence gallery (those tokens' patches and frames) and its JSON to
-download. Drawing runs in the worker processes; the model runs here.
+download. Drawing (frames, boxes, plots) runs in the worker processes; the model runs here.
 """
 
 from __future__ import annotations
@@ -55,7 +55,14 @@ class AnswerHandlers:
         self, session: Session, memory: Memory, query, token_logits, crop
     ) -> tuple[list[str], dict, list]:
         """(note lines, JSON fields, evidence gallery) shared by the three kinds."""
-        evidence = explain(self.ctx.model, memory, query, token_logits, k=self.ctx.limits.evidence)
+        evidence = explain(
+            self.ctx.model,
+            memory,
+            query,
+            token_logits,
+            k=self.ctx.limits.evidence,
+            crops=self.ctx.crop_tokens,
+        )
         cov = coverage(memory, query.start, query.end, self.ctx.config.tokens_per_frame)
         warnings, ood = self._warnings(session, crop)
         lines = [
@@ -78,7 +85,7 @@ class AnswerHandlers:
         start, end = ctx.time_range(start, end, memory)
         image = ctx.crop(crop)
         query = ActivityQuery(image, start, end)
-        ans, logits = answer_with_tokens(ctx.model, memory, query)
+        ans, logits = answer_with_tokens(ctx.model, memory, query, crops=ctx.crop_tokens)
         names = [a for a, _ in ans.activities]
         probs = dict(zip(names, self._calibrated("activity", [p for _, p in ans.activities])))
         best = max(probs, key=probs.get)
@@ -98,7 +105,7 @@ class AnswerHandlers:
         memory = ctx.memory(session)
         start, end = ctx.time_range(start, end, memory)
         query = ObjectQuery(activity or "", start, end)
-        ans, logits = answer_with_tokens(ctx.model, memory, query)
+        ans, logits = answer_with_tokens(ctx.model, memory, query, crops=ctx.crop_tokens)
         presence = self._calibrated("object", ans.presence)
         present = ans.present()
         confidence = float(np.mean([presence[i] for i in present])) if present else 0.0
@@ -120,7 +127,7 @@ class AnswerHandlers:
             )
             return [], None, note(head, *lines), evidence, path, answer
         out = session.file("clips", f"{activity}-{start:.0f}-{end:.0f}", keep=2).with_suffix(".mp4")
-        gallery, clip, _ = ctx.worker(render.object_clip, str(video), str(out), ans.times, ans.boxes, presence, present=present,
+        gallery, clip, _ = ctx.heavy(render.object_clip, str(video), str(out), ans.times, ans.boxes, presence, present=present,
                                       fps=lim.clip_fps, max_frames=int(lim.clip_seconds * lim.clip_fps),
                                       gallery=lim.gallery, limits=lim.video())  # fmt: skip
         return gallery, clip, note(head, *lines), evidence, path, answer
@@ -134,17 +141,25 @@ class AnswerHandlers:
         start, end = ctx.time_range(start, end, memory)
         image = ctx.crop(crop)
         query = TimeQuery(activity or "", image, start, end)
-        ans, logits = answer_with_tokens(ctx.model, memory, query)
+        ans, logits = answer_with_tokens(ctx.model, memory, query, crops=ctx.crop_tokens)
         inside = self._calibrated("time", ans.inside_scores)
         a, b = ans.times.index(ans.start), len([t for t in ans.times if t < ans.end])
         confidence = float(np.mean(inside[a : max(b, a + 1)]))
         result = {"start": ans.start, "end": ans.end, "score": ans.score, "confidence": round(confidence, 4),
                   "start_clock": render.clock(ans.start, tenths=True), "end_clock": render.clock(ans.end, tenths=True)}  # fmt: skip
+        # the timeline is drawn while the evidence is
+        plot = ctx.worker.submit(
+            plots.draw,
+            "timeline",
+            session.file("plots", f"time-{activity}").with_suffix(".png"),
+            ans.times,
+            inside,
+            (ans.start, ans.end),
+        )  # fmt: skip  (drawn while the evidence is)
         lines, fields, evidence = self._report(session, memory, query, logits, image)
         head = (f"**'{esc(activity)}' from {render.clock(ans.start)} to {render.clock(ans.end)}** "
                 f"({ans.end - ans.start:.0f} s), confidence {confidence:.0%} (calibrated); the player jumps to its start.")  # fmt: skip
-        png = plots.save(plots.timeline(ans.times, inside, (ans.start, ans.end)),
-                         session.file("plots", f"time-{activity}").with_suffix(".png"))  # fmt: skip
+        png = plot.result()
         data = {"kind": "time", "activity": activity, "start": start, "end": end, "answer": result,
                 "times": ans.times, "inside": inside} | fields  # fmt: skip
         return (
@@ -168,7 +183,7 @@ class AnswerHandlers:
                 f"Choose a range inside the video, 0–{memory.meta.duration_s:.1f} s, that ends after it starts."
             )
         image = ctx.crop(crop)
-        vector = find.crop_vector(ctx.model, image)
+        vector = find.crop_vector(ctx.model, image, crops=ctx.crop_tokens)
         found = find.find(memory, vector, start=start, end=end, k=ctx.limits.evidence)
         sims = find.similarity(memory, vector)
         matches = [{"index": i, "time": round(float(memory.times[i]), 3), "row": int(memory.rows[i]),
@@ -181,8 +196,8 @@ class AnswerHandlers:
         measured = (f"Measured on the benchmark's {esc(figures['split'])} videos: {figures['token']:.0%} of the "
                     f"{figures['k']} best tokens lie on the object (chance {figures['token_chance']:.0%})."
                     if figures and figures.get("token") is not None else "")  # fmt: skip
-        png = plots.save(plots.find_timeline(found.times, found.scores, [m["time"] for m in matches], start=start, end=end),
-                         session.file("plots", "find").with_suffix(".png"))  # fmt: skip
+        png = ctx.worker(plots.draw, "find_timeline", session.file("plots", "find").with_suffix(".png"), found.times,
+                         found.scores, [m["time"] for m in matches], start=start, end=end)  # fmt: skip
         result = {"times": found.times, "scores": found.scores, "matches": matches}
         data = {
             "kind": "find",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import html
 import json
 import logging
@@ -20,6 +21,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +29,10 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import torch
+from gradio.utils import get_upload_folder
 
 from longvmnet import calibration, domain, find, inference
+from longvmnet.demo.builder import Builder
 from longvmnet.hub import CheckpointError
 from longvmnet.memory import Memory, MemoryFileError
 from longvmnet.queries import QueryError
@@ -54,6 +58,7 @@ class DemoLimits:
     session_ttl_s: float = 2 * 3600.0  # a session's memory is dropped this long after its last change
     max_sessions: int = 32  # live sessions with a memory; beyond, the least recently used idle one is closed
     render_timeout_s: float = 300.0  # longest wait for one decoding/drawing job in the worker
+    build_threads: int = 0  # torch threads of the memory builder's process (0: half the CPUs, at least 1)
 
     def video(self) -> VideoLimits:
         return VideoLimits(max_pixels=self.max_pixels, max_duration_s=self.max_duration_min * 60.0)
@@ -69,6 +74,7 @@ class Session:
     source: str = ""  # "built" or "loaded"
     ood: float | None = None  # the memory's out-of-domain score (domain.TokenStats), when known
     mosaic: tuple[np.ndarray, int] | None = None  # cached memory mosaic (image, tiles shown)
+    histogram: str | None = None  # cached PNG of where the memory's tokens come from
     picked: np.ndarray | None = None  # the frame shown for drawing a crop box
     corner: tuple[float, float] | None = None  # its first clicked corner
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -79,7 +85,7 @@ class Session:
 
     def evict(self) -> None:
         """Drop the memory and files (the object stays in its owner's gr.State, which is told on next use)."""
-        self.memory = self.video = self.mosaic = self.picked = self.corner = None
+        self.memory = self.video = self.mosaic = self.histogram = self.picked = self.corner = None
         self.evicted = True
         self.close()
 
@@ -148,14 +154,23 @@ class Context:
         found = find.load(folder)
         self.find_figures = found if found and found.get("checkpoint") == self.checkpoint else None
         self.root = Path(tempfile.mkdtemp(prefix="longvmnet-demo-", dir=workdir))
+        # Drawing in child processes: quick jobs (evidence frames, plots, one frame) never wait behind the long
+        # ones (an object answer's clip, a memory's mosaic), which have a process of their own.
         self.worker = Worker(timeout_s=limits.render_timeout_s)
+        self.heavy = Worker(processes=1, timeout_s=limits.render_timeout_s)
+        self.crop_tokens = inference.CropTokens(model)  # crops asked about again skip the backbone
+        threads = limits.build_threads or max(1, (os.cpu_count() or 2) // 2)
+        self.builder = Builder(model, self.root / "builder", threads=threads)
         self.build_lock = threading.Lock()  # one memory build at a time in this process
         self.live: dict[int, Session] = {}  # sessions by id, least recently used first
         self.live_lock = threading.Lock()
+        self.swept = 0.0  # last sweep of Gradio's upload folder (`sweep_uploads`)
         atexit.register(self.close)
 
     def close(self) -> None:
         self.worker.close()
+        self.heavy.close()
+        self.builder.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __deepcopy__(self, memo):  # gr.State deep-copies its delete_callback, bound here: one shared context
@@ -165,7 +180,30 @@ class Context:
     def new_session(self) -> Session:
         folder = self.root / f"session-{uuid.uuid4().hex[:12]}"
         folder.mkdir(parents=True)
+        self.sweep_uploads()
         return Session(folder)
+
+    def sweep_uploads(self, *, older_than_s: float = 30.0) -> int:
+        """Every 10 s at most: remove the empty temporary files Gradio's upload route leaves in its upload
+        folder (one or two per upload; its own clean-up takes hours to reach them), and the stored videos no
+        session links to any more (`stored`). -> files removed"""
+        now = time.time()
+        if now - self.swept < 10.0:
+            return 0
+        self.swept, removed, store = now, 0, self.root / "videos"
+        for f in [*Path(get_upload_folder()).glob("tmp*"), *store.glob("*")]:
+            try:
+                st = f.stat()
+                if f.parent == store:  # nothing has linked to it for a while (a link changes st_ctime)
+                    stale = st.st_nlink == 1 and now - st.st_ctime > older_than_s
+                else:
+                    stale = f.is_file() and st.st_size == 0 and now - st.st_mtime > older_than_s
+                if stale:
+                    f.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def session(self, session: Session | None) -> Session:
         session = session if isinstance(session, Session) else self.new_session()
@@ -210,14 +248,31 @@ class Context:
     def adopt(self, session: Session, memory: Memory, video: Path | None, source: str) -> None:
         """Make `memory` (and its video) the session's, replacing the previous ones."""
         old = session.video
-        local = link(video, session.folder / f"video-{uuid.uuid4().hex[:8]}" / video.name) if video else None
+        local = (
+            link(self.stored(video), session.folder / f"video-{uuid.uuid4().hex[:8]}" / video.name)
+            if video
+            else None
+        )
         if video is None and old is not None and session.memory is not None:
             keep = session.memory.meta.fingerprint == memory.meta.fingerprint and old.is_file()
             local, old = (old, None) if keep else (None, old)
-        session.memory, session.video, session.source, session.mosaic = memory, local, source, None
+        session.memory, session.video, session.source = memory, local, source
+        session.mosaic = session.histogram = None
         session.ood = self.knows.memory.score(memory.tokens) if self.knows.memory else None
         if old is not None and old != local:
             shutil.rmtree(old.parent, ignore_errors=True)
+
+    def stored(self, video: Path) -> Path:
+        """The one copy of a video's content the sessions share (hard links to it): uploads of the same file
+        become new files, and each session would otherwise keep its own."""
+        digest = hashlib.sha256()
+        with video.open("rb") as f:
+            for block in iter(lambda: f.read(2**20), b""):
+                digest.update(block)
+        path = self.root / "videos" / f"{digest.hexdigest()[:32]}{video.suffix.lower()[:8]}"
+        if not path.is_file():
+            link(video, path)
+        return path
 
     # ------------------------------------------------------------------------------------------ inputs
     def upload(self, path: str | None, what: str) -> Path:
@@ -264,7 +319,7 @@ class Context:
         """The crop's out-of-domain score, when the checkpoint's statistics are known."""
         if self.knows.crop is None:
             return None
-        return self.knows.crop.score(inference.crop_tokens(self.model, [crop])[0].float().cpu())
+        return self.knows.crop.score(self.crop_tokens([crop])[0].float().cpu())
 
     @staticmethod
     def write_json(session: Session, name: str, data: dict) -> str:

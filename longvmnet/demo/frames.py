@@ -58,13 +58,6 @@ class FrameHandlers:
         return self.ctx.crop(crop) if crop else None
 
     @staticmethod
-    def seek(span: dict | None):
-        """Move the video player to the start of a predicted span."""
-        if not span or "start" not in span:
-            return gr.skip()
-        return gr.update(playback_position=float(span["start"]))
-
-    @staticmethod
     def example_tab(kind: str | None):
         """An example was chosen: show the tab of its kind of query."""
         return gr.Tabs(selected=kind) if kind in TABS else gr.skip()

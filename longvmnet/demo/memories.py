@@ -1,19 +1,20 @@
 """The demo's memory handlers: build (stage 1, with a progress bar), load, save and show a memory.
 
-Builds run one at a time per process (`Context.build_lock`, plus concurrency_limit=1 in app.py) while queries
-keep being answered; a failed build leaves the session's previous memory untouched. The build decodes in a
-child process (FrameReader); the views decode in the worker processes.
+Builds run one at a time (`Context.build_lock`, plus concurrency_limit=1 in app.py) in the builder's own
+process (`builder.Builder`), so queries keep being answered at full speed; a failed build leaves the session's
+previous memory untouched. The views decode in the worker processes.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
-from longvmnet import inference, plots, render
+from longvmnet import plots, render
 from longvmnet.demo.core import Context, Session, error, friendly
 from longvmnet.demo.text import summary
 from longvmnet.memory import Memory
@@ -67,7 +68,7 @@ class MemoryHandlers:
             progress((done, total), desc=f"Scanning frames, about {render.clock(left)} left", unit="frames")
 
         with ctx.build_lock:
-            memory = inference.build_memory(ctx.model, path, limits=ctx.limits.video(), progress=report)
+            memory = ctx.builder.build(path, ctx.limits.video(), progress=report)
         if memory.meta.frames_seen == 0 or memory.size == 0:
             raise error(
                 f"No frames could be decoded from {path.name}; re-encode it as MP4 (H.264) and try again."
@@ -148,14 +149,17 @@ class MemoryHandlers:
 
     @friendly("drawing the memory")
     def show(self, frame_time, session: Session | None):
-        """-> (mosaic image, histogram figure, chosen frame with its memory patches, caption markdown).
+        """-> (mosaic image, histogram PNG, chosen frame with its memory patches, caption markdown).
 
         `frame_time` (s) picks the frame; empty picks the frame with the most tokens in memory."""
         ctx = self.ctx
         memory = ctx.memory(session)
         meta, grid, p = memory.meta, ctx.config.grid, ctx.config.tokens_per_frame
         times = memory.times.tolist()
-        hist = plots.memory_histogram(times, meta.duration_s, tokens_per_frame=p)
+        if session.histogram is None or not Path(session.histogram).is_file():  # drawn once per memory
+            session.histogram = ctx.worker(plots.draw, "memory_histogram", session.file("views", "histogram", keep=1).with_suffix(".png"),
+                                           times, meta.duration_s, tokens_per_frame=p)  # fmt: skip
+        hist = session.histogram
         caption = f"{memory.size} tokens from {len(set(times))} frames of {meta.frames_seen} scanned."
         video = ctx.video(session)
         if video is None:
@@ -170,7 +174,7 @@ class MemoryHandlers:
             )
         lim, rows, cols = ctx.limits.video(), memory.rows.tolist(), memory.cols.tolist()
         if session.mosaic is None:
-            session.mosaic = ctx.worker(render.memory_mosaic, str(video), times, rows, cols, grid, fps=meta.fps,
+            session.mosaic = ctx.heavy(render.memory_mosaic, str(video), times, rows, cols, grid, fps=meta.fps,
                                         max_tiles=ctx.limits.mosaic_tiles, limits=lim)  # fmt: skip
         mosaic, shown = session.mosaic
         image, ft, kept = ctx.worker(render.memory_frame, str(video), frame_time, times, rows, cols, grid,
