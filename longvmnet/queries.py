@@ -93,6 +93,11 @@ def query_times(start: float, end: float, fps: float) -> torch.Tensor:
     return torch.arange(first, last + 1, dtype=torch.float64).div(fps).float()
 
 
+def _seconds(x: float) -> str:
+    """A time for a message: one decimal, or three significant digits when huge (1e308 reads 1e+308)."""
+    return f"{x:.1f}" if abs(x) < 1e7 else f"{x:.3g}"
+
+
 def validate(query: Query, *, duration_s: float, activities: list[str]) -> None:
     """Raise QueryError with a clear sentence when a query cannot be answered."""
     for name in ("start", "end"):
@@ -100,11 +105,13 @@ def validate(query: Query, *, duration_s: float, activities: list[str]) -> None:
             raise QueryError(f"The {name} time must be a number of seconds.")
     if query.start < 0 or query.end > duration_s + 1.0:
         raise QueryError(
-            f"The range {query.start:.1f}-{query.end:.1f} s is outside the video, which lasts {duration_s:.1f} s; "
+            f"The range {_seconds(query.start)}-{_seconds(query.end)} s is outside the video, which lasts {duration_s:.1f} s; "
             f"choose a range between 0 and {duration_s:.1f} s."
         )
     if query.end <= query.start:
-        raise QueryError(f"The range must end after it starts (got {query.start:.1f}-{query.end:.1f} s).")
+        raise QueryError(
+            f"The range must end after it starts (got {_seconds(query.start)}-{_seconds(query.end)} s)."
+        )
     if hasattr(query, "activity") and query.activity not in activities:
         raise QueryError(f"Unknown activity {query.activity!r}; choose one of: {', '.join(activities)}.")
     if hasattr(query, "crop"):

@@ -1,5 +1,5 @@
 """Decoding per-time scores into answers: the best run of logits, an object answer's present frames, a time
-answer's span."""
+answer's span; the one short sentence a bad range gets."""
 
 import pytest
 import torch
@@ -55,3 +55,23 @@ def test_time_grid_lies_on_the_frames_at_its_rate():
     assert torch.allclose(grid * 5, (grid * 5).round(), atol=1e-3)
     assert time_grid(3.05, 3.1, 5.0).tolist() == pytest.approx([3.05])  # no frame inside: the start alone
     assert time_grid(0.0, 4.0, 1.0).tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize(
+    "start, end, words",
+    [
+        (0.0, 1e308, ["0.0-1e+308 s is outside the video, which lasts 60.0 s"]),
+        (-1e300, 5.0, ["-1e+300-5.0 s is outside"]),
+        (30.0, 10.0, ["must end after it starts (got 30.0-10.0 s)"]),
+        (float("nan"), 5.0, ["start time must be a number"]),
+    ],
+)
+def test_bad_ranges_are_one_short_sentence(start, end, words):
+    from longvmnet.queries import ObjectQuery, QueryError, validate
+
+    with pytest.raises(QueryError) as err:
+        validate(ObjectQuery("open", start, end), duration_s=60.0, activities=["open"])
+    message = str(err.value)
+    assert len(message) < 200 and message.endswith(".")
+    for w in words:
+        assert w in message, message
