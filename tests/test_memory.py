@@ -93,8 +93,12 @@ def mutated_files(draw):
             meta[draw(st.text(min_size=1, max_size=8))] = draw(ODD_VALUES)
         elif part == "tensor value" and key in tensors and tensors[key].numel():
             t = tensors[key].clone()
-            t.view(-1)[draw(st.integers(0, t.numel() - 1))] = draw(TENSOR_VALUES) if t.is_floating_point() else draw(
-                st.integers(-(2**40), 2**40))  # fmt: skip
+            if t.is_floating_point():
+                value = draw(TENSOR_VALUES)
+            else:  # within the dtype's range (an earlier mutation may have made it uint8)
+                info = torch.iinfo(t.dtype)
+                value = draw(st.integers(max(info.min, -(2**40)), min(info.max, 2**40)))
+            t.view(-1)[draw(st.integers(0, t.numel() - 1))] = value
             tensors[key] = t
         elif part == "tensor dtype" and key in tensors:
             tensors[key] = tensors[key].to(draw(st.sampled_from([torch.float16, torch.float64, torch.int32,
