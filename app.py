@@ -213,6 +213,7 @@ def launch_options(*, max_upload_mb: float = 500.0, examples: Path | None = EXAM
     return {
         "max_file_size": f"{max_upload_mb:g}mb",
         "enable_monitoring": False,
+        "show_error": True,  # Gradio's own refusals (a path not uploaded, a wrong file type) read as sentences
         "allowed_paths": [str(examples)] if examples and examples.is_dir() else [],
         "footer_links": ["api"],
         "css": CSS,

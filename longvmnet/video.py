@@ -188,6 +188,12 @@ def _inspect(container: av.container.InputContainer, path: Path, limits: VideoLi
     )
 
 
+def _looks_like_mp4(file: Path) -> bool:
+    """An ISO media file (MP4, MOV, 3GP) begins with a box whose type is `ftyp`."""
+    with file.open("rb") as f:
+        return f.read(8)[4:8] == b"ftyp"
+
+
 @contextmanager
 def _open_video(
     path: PathLike, limits: VideoLimits
@@ -205,6 +211,12 @@ def _open_video(
     try:  # an absolute path never parses as a URL; the whitelists refuse playlists, concat, image2, ...
         container = av.open(os.path.abspath(file), options=options)
     except _AV_ERRORS as e:
+        if _looks_like_mp4(file):
+            raise UnsupportedVideoError(
+                f"'{name}' starts like an MP4 file but its index could not be read: it is probably cut short "
+                "(an interrupted upload or copy) or damaged; upload the complete file, or convert it to MP4 "
+                "(H.264) and try again."
+            ) from e
         raise UnsupportedVideoError(
             f"'{name}' is not a readable video in an allowed format ({', '.join(limits.containers)}); "
             "convert it to MP4 (H.264) and try again."

@@ -85,6 +85,9 @@ def files(tmp_path_factory) -> dict[str, Path]:
     (d / "ckpt" / "README.md").write_text(CARD)
     Image.fromarray(frames[0][30:60, 0:24]).save(d / "crop.png")
     (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4000))
+    whole = (d / "kitchen.mp4").read_bytes()
+    (d / "cut.mp4").write_bytes(whole[: len(whole) // 10])  # an interrupted upload: no index yet
+    (d / "half.mp4").write_bytes(whole[: len(whole) // 2])  # decodes, then stops early
     (d / "fake.png").write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
     (d / "bad.safetensors").write_bytes(struct.pack("<Q", 10**12) + b"{}")
     audio_only(d / "voice.mp4")
@@ -359,6 +362,7 @@ def test_bad_queries_give_one_sentence(built, files, api, args, words):
     [
         ("corrupt.mp4", ["corrupt.mp4", "convert it to MP4"]),
         ("voice.mp4", ["voice.mp4", "no video stream"]),
+        ("cut.mp4", ["cut.mp4", "probably cut short", "upload the complete file"]),
         ("long.mp4", ["long.mp4", "longer than the limit"]),
     ],
 )
@@ -369,6 +373,20 @@ def test_bad_uploads_keep_the_memory(built, files, name, words):
         c.predict(handle_file(files[name]), api_name="/build_memory")
     assert_sentence(err, *words)
     assert activities(c, files["crop.png"]) == pytest.approx(before)  # same memory, still served
+
+
+def test_truncated_video_says_how_much_was_decoded(url, files):
+    summary, info = client(url).predict(handle_file(files["half.mp4"]), api_name="/build_memory")
+    assert 0 < info["frames_seen"] < 0.9 * SECONDS
+    assert "Cut short" in summary and f"of 0:{SECONDS}" in summary and "Upload the complete file" in summary
+
+
+def test_a_path_that_was_not_uploaded_is_refused_with_a_sentence(url, files):
+    """A raw API call naming a server file (not an upload): Gradio's own refusal reaches the caller."""
+    secret = {"path": str(files["crop.png"]), "meta": {"_type": "gradio.FileData"}}
+    event = httpx.post(url + "gradio_api/call/ask_activity", json={"data": [secret, 0, 5]}).json()["event_id"]
+    stream = httpx.get(url + f"gradio_api/call/ask_activity/{event}", timeout=60).text
+    assert "event: error" in stream and "was not uploaded by a user" in stream, stream
 
 
 def test_crashing_decoder_does_not_take_the_server_down(built, files, monkeypatch):

@@ -5,6 +5,7 @@ metadata is escaped (`esc`) before it reaches Markdown."""
 from __future__ import annotations
 
 import html
+import math
 import re
 
 from longvmnet.calibration import MAX_T
@@ -126,6 +127,11 @@ def summary(memory: Memory, source: str, per_frame: int, ood: float | None, stat
             f"{'built' if source == 'built' else 'loaded'} in {meta.build_s:.1f} s.")  # fmt: skip
     if meta.skipped_packets:
         text += f" {meta.skipped_packets} damaged packets were skipped."
+    expected = max(1, math.ceil(meta.duration_s * meta.fps - 1e-6))
+    if meta.frames_seen < 0.9 * expected and expected - meta.frames_seen >= 2:
+        text += (f"\n\n{WARN} **Cut short:** only the first {clock(meta.frames_seen / meta.fps)} of "
+                 f"{clock(meta.duration_s)} could be decoded (the file looks truncated or damaged after that); "
+                 "answers cover that part only. Upload the complete file to cover the rest.")  # fmt: skip
     if ood is not None and stats is not None:
         warning = ood_warning(ood, stats, "this video")
         text += "\n\n" + (
