@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import partial
 
 import torch
 
 from longvmnet.find import crop_vector, similarity
-from longvmnet.inference import crop_tokens
+from longvmnet.inference import answer_batch
 from longvmnet.memory import Memory
-from longvmnet.queries import Answer, Query, collate, decode, validate
+from longvmnet.queries import Answer, Query, validate
 
 MATCH = "the model's match score"  # what Token.score is, for each source
 SIMILAR = "cosine similarity to the crop"
@@ -74,18 +73,11 @@ def answer_with_tokens(model, memory: Memory, query: Query, *,
     `token_logits` (m,) when it has them (else None). `crops` maps crops to their tokens (default
     `crop_tokens`; an `inference.CropTokens` cache)."""
     model.eval()
-    c = model.config
-    validate(query, duration_s=memory.meta.duration_s, activities=c.activities)
-    kind = query.kind
-    fps = c.object_fps if kind == "object" else c.query_fps
-    grid = collate([query], fps, c.activity_max_queries if kind == "activity" else 0)
-    obj = (crops or partial(crop_tokens, model))([query.crop]) if kind in ("activity", "time") else None
-    act = torch.tensor([c.activities.index(query.activity)]) if kind in ("object", "time") else None
+    validate(query, duration_s=memory.meta.duration_s, activities=model.config.activities)
     mem = {k: v.to(model.device) for k, v in memory.batched().items()}
-    out = model(mem, kind, grid["times"], grid["mask"], object_tokens=obj, activity=act)
-    answer = decode(kind, out, grid["times"], grid["mask"], c.activities, fps)[0]
+    answers, out = answer_batch(model, mem, query.kind, [query], crops)
     logits = out.get("token_logits")
-    return answer, None if logits is None else logits[0].float().cpu()
+    return answers[0], None if logits is None else logits[0].float().cpu()
 
 
 def top_tokens(memory: Memory, scores: torch.Tensor, *, k: int = 6, start: float | None = None,

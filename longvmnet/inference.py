@@ -35,6 +35,7 @@ from longvmnet.video import DecodeReport, FrameReader, NoFramesError, VideoLimit
 
 Progress = Callable[[int, int], None]  # (frames scanned, frames in total)
 MAX_CROP_PIXELS = 4096 * 4096
+OBJECT_READ_FPS = 1.0  # the decoder's time queries per second for object answers (see read_grid)
 
 
 # ---------------------------------------------------------------------- stage 1
@@ -185,9 +186,21 @@ def crop_images(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
     )
 
 
+def _crop_key(crop: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(crop).tobytes() + repr(crop.shape).encode()).hexdigest()
+
+
 def crop_tokens(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
-    """Object crops of any size -> (b, p, d) tokens from the same frozen backbone."""
-    return model.embed_frames(crop_images(model, crops))
+    """Object crops of any size -> (b, p, d) tokens from the same frozen backbone. A crop that appears
+    several times in the batch (one object asked about in many queries) goes through the backbone once."""
+    keys = [_crop_key(c) for c in crops]
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}
+    unique = list(first)
+    tokens = model.embed_frames(crop_images(model, [crops[first[k]] for k in unique]))
+    if len(unique) == len(keys):
+        return tokens
+    row = {k: j for j, k in enumerate(unique)}
+    return tokens[torch.tensor([row[k] for k in keys])]
 
 
 class CropTokens:
@@ -204,7 +217,7 @@ class CropTokens:
     def __call__(self, crops: Sequence[np.ndarray]) -> torch.Tensor:
         out = []
         for crop in crops:
-            key = hashlib.sha1(np.ascontiguousarray(crop).tobytes() + repr(crop.shape).encode()).hexdigest()
+            key = _crop_key(crop)
             with self._lock:
                 tokens = self._cache.get(key)
                 if tokens is not None:
@@ -230,6 +243,53 @@ def _batches(todo: list[tuple[int, int]], batch_size: int, max_time_queries: int
     return batches
 
 
+def read_grid(model, kind: str) -> tuple[float, float, int]:
+    """(answer fps, decoder fps, most decoder time queries) of a query kind. Object answers give a box per
+    frame at `object_fps`, but the decoder reads the memory at `OBJECT_READ_FPS` and the boxes in between
+    are interpolated: the memory holds frames at `memory_fps`, and reading it 5 times a second cost 5 times
+    as much for the same vIoU (README, Speed)."""
+    c = model.config
+    if kind == "object":
+        return c.object_fps, min(c.object_fps, OBJECT_READ_FPS), 0
+    return c.query_fps, c.query_fps, c.activity_max_queries if kind == "activity" else 0
+
+
+def _interpolate(out: dict[str, torch.Tensor], coarse: dict, fine: dict) -> dict[str, torch.Tensor]:
+    """Per-time outputs (boxes (b, l, 4), presence logits (b, l)) on the coarse grid -> on the fine one,
+    linear in time (held at the ends)."""
+    b, length = fine["times"].shape
+    boxes, presence = torch.zeros(b, length, 4), torch.zeros(b, length)
+    for i in range(b):
+        n = int(coarse["mask"][i].sum())
+        x, at = coarse["times"][i, :n].double().numpy(), fine["times"][i].double().numpy()
+        for j in range(4):
+            boxes[i, :, j] = torch.from_numpy(np.interp(at, x, out["boxes"][i, :n, j].double().cpu().numpy()))
+        presence[i] = torch.from_numpy(np.interp(at, x, out["presence_logits"][i, :n].double().cpu().numpy()))
+    return {**out, "boxes": boxes, "presence_logits": presence}
+
+
+def answer_batch(model, memory: MemoryTensors, kind: str, batch: Sequence[Query],
+                 crops: Callable | None = None) -> tuple[list[Answer], dict[str, torch.Tensor]]:  # fmt: skip
+    """Stage 2 for a batch of queries of one kind from a memory batched once (b = 1). -> answers, and the
+    model's outputs (`token_logits` among them when the model has a pointer). `crops` maps crop images to
+    their tokens (default `crop_tokens`; an `inference.CropTokens` cache)."""
+    c = model.config
+    fps, read_fps, max_len = read_grid(model, kind)
+    grid = collate(list(batch), read_fps, max_len)
+    mem = {k: v.expand(len(batch), *v.shape[1:]) for k, v in memory.items()}
+    obj = None
+    if kind in ("activity", "time"):
+        obj = (crops or (lambda images: crop_tokens(model, images)))([q.crop for q in batch])
+    act = (
+        torch.tensor([c.activities.index(q.activity) for q in batch]) if kind in ("object", "time") else None
+    )
+    out = model(mem, kind, grid["times"], grid["mask"], object_tokens=obj, activity=act)
+    if read_fps != fps:
+        fine = collate(list(batch), fps)
+        out, grid = _interpolate(out, grid, fine), fine
+    return decode(kind, out, grid["times"], grid["mask"], c.activities, fps), out
+
+
 @torch.inference_mode()
 def answer(
     model, memory: Memory, queries: Sequence[Query], *, batch_size: int = 32, max_time_queries: int = 4096
@@ -240,29 +300,19 @@ def answer(
     on a CPU, larger batches of long windows ran slower than single queries (activations leave the cache).
     """
     model.eval()
-    c = model.config
     for q in queries:
-        validate(q, duration_s=memory.meta.duration_s, activities=c.activities)
+        validate(q, duration_s=memory.meta.duration_s, activities=model.config.activities)
     mem1 = {k: v.to(model.device) for k, v in memory.batched().items()}
     results: list[Answer | None] = [None] * len(queries)
     for kind in ("activity", "object", "time"):
-        fps = c.object_fps if kind == "object" else c.query_fps
-        max_len = c.activity_max_queries if kind == "activity" else 0
+        _, read_fps, max_len = read_grid(model, kind)
         todo = sorted(
-            (len(time_grid(q.start, q.end, fps, max_len)), i) for i, q in enumerate(queries) if q.kind == kind
+            (len(time_grid(q.start, q.end, read_fps, max_len)), i)
+            for i, q in enumerate(queries)
+            if q.kind == kind
         )
         for idx in _batches(todo, batch_size, max_time_queries):
-            batch = [queries[i] for i in idx]
-            grid = collate(batch, fps, max_len)
-            mem = {k: v.expand(len(batch), *v.shape[1:]) for k, v in mem1.items()}
-            obj = crop_tokens(model, [q.crop for q in batch]) if kind in ("activity", "time") else None
-            act = (
-                torch.tensor([c.activities.index(q.activity) for q in batch])
-                if kind in ("object", "time")
-                else None
-            )
-            out = model(mem, kind, grid["times"], grid["mask"], object_tokens=obj, activity=act)
-            for i, a in zip(idx, decode(kind, out, grid["times"], grid["mask"], c.activities, fps)):
+            for i, a in zip(idx, answer_batch(model, mem1, kind, [queries[i] for i in idx])[0]):
                 results[i] = a
     return results  # type: ignore[return-value]
 

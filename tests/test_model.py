@@ -254,3 +254,53 @@ def test_pointer_reads_matching_tokens_near_each_time():
 
 def test_pointer_is_ours_not_the_papers():
     assert not preset("paper").pointer and preset("lite").pointer and preset("tiny").pointer
+
+
+def test_object_answers_read_the_memory_at_one_fps_and_give_a_box_per_frame(model, monkeypatch):
+    """The decoder reads the memory at OBJECT_READ_FPS; the answer still has a box per frame at object_fps,
+    equal to the decoder's at the times it read and linear in between."""
+    from longvmnet import inference
+    from longvmnet.memory import Memory, MemoryMeta
+    from longvmnet.queries import ObjectQuery
+
+    c = model.config
+    mem = random_memory(model, b=1)
+    memory = Memory(
+        mem["tokens"][0], mem["times"][0], mem["rows"][0], mem["cols"][0], MemoryMeta(duration_s=60)
+    )
+    query = ObjectQuery(c.activities[1], 10.0, 14.0)
+    ans = inference.answer(model.eval(), memory, [query])[0]
+    assert ans.times == pytest.approx([10 + i / c.object_fps for i in range(int(4 * c.object_fps) + 1)])
+    read = inference.read_grid(model, "object")[1]
+    assert read == min(c.object_fps, inference.OBJECT_READ_FPS) < c.object_fps
+    with torch.inference_mode():
+        times = torch.arange(10.0, 14.0 + 1e-6, 1 / read)[None]
+        out = model(memory.batched(), "object", times, torch.ones_like(times, dtype=torch.bool),
+                    activity=torch.tensor([1]))  # fmt: skip
+    from longvmnet.box_ops import cxcywh_to_xyxy
+
+    boxes = cxcywh_to_xyxy(out["boxes"][0]).clamp(0, 1)
+    step = round(c.object_fps / read)
+    assert torch.tensor(ans.boxes[::step]) == pytest.approx(boxes, abs=1e-5)  # the times it read
+    k = torch.arange(len(ans.boxes) - 1)  # every frame before the last read: linear between its two reads
+    f = (k % step).float()[:, None] / step
+    between = (1 - f) * out["boxes"][0, k // step] + f * out["boxes"][0, k // step + 1]
+    assert torch.tensor(ans.boxes[:-1]) == pytest.approx(cxcywh_to_xyxy(between).clamp(0, 1), abs=1e-5)
+
+
+def test_a_crop_asked_about_twice_goes_through_the_backbone_once(model, monkeypatch):
+    import numpy as np
+
+    from longvmnet.inference import crop_tokens
+
+    seen = []
+    embed = model.embed_frames
+    monkeypatch.setattr(model, "embed_frames", lambda frames: seen.append(len(frames)) or embed(frames))
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 255, (20, 30, 3), dtype=np.uint8) for _ in range(2))
+    with torch.inference_mode():
+        tokens = crop_tokens(model, [a, b, a.copy(), a])
+        alone = crop_tokens(model, [b])
+    assert seen == [2, 1]
+    assert torch.equal(tokens[0], tokens[2]) and torch.equal(tokens[0], tokens[3])
+    assert torch.allclose(tokens[1], alone[0], atol=1e-5)
