@@ -1,44 +1,53 @@
 """The parts of `longvmnet bench` that run in a fresh interpreter (`bench._child`), so that their peaks are
-their own: stage 1's memory on one video (part 3) and one sampler training step at the paper's size (part 5).
-Each prints one JSON line.
+their own: stage 1's memory on one video or a synthetic stream of a given length (part 3) and one sampler
+training step at the paper's size (part 5). Each prints one JSON line.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import torch
 
 from longvmnet.config import preset
 from longvmnet.hub import load_model
-from longvmnet.inference import build_memory
-from longvmnet.measure import Every, amp, descendants, reset_peak, status_mb, timed
+from longvmnet.inference import scan
+from longvmnet.measure import amp, reset_peak, status_mb, timed
 from longvmnet.sampler import NeuralSampler, relaxed_topk
 
 
-def _stage1_child(source: str, video: str) -> dict:
-    """Stage 1 with the peaks of this process and of its children (the decoder, multiprocessing's tracker),
-    whose VmHWM is polled every 20 ms: a reaped child's ru_maxrss is no use, it counts the parent's pages
-    copied at fork. tree_max_mb: the largest simultaneous RSS of the whole process tree."""
+def _moving_frames(n: int, size: int):
+    """Cheap long-video content: a gradient with a square moving on a Lissajous path. -> (size, size, 3) uint8"""
+    yy, xx = np.mgrid[0:size, 0:size]
+    bg = np.stack([xx * 255 // size, yy * 255 // size, np.full_like(xx, 96)], -1).astype(np.uint8)
+    box = max(4, size // 8)
+    for i in range(n):
+        f = bg.copy()
+        x, y = (int((np.sin(i * a) * 0.45 + 0.5) * (size - box)) for a in (0.05, 0.031))
+        f[y : y + box, x : x + box] = (255, (7 * i) % 256, 0)
+        yield f
+
+
+@torch.inference_mode()
+def _stream_child(source: str, seconds: float) -> dict:
+    """Stage 1 (backbone, projection, sampler) on `seconds` of synthetic video made frame by frame at the
+    memory fps and the backbone's input size: nothing is stored, so the peak is stage 1's own."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(source or None, device=device)
-    hwm, tree = {}, [0.0]
+    model = load_model(source or None, device=device).eval()
+    c = model.config
+    n = int(seconds * c.memory_fps)
+    frames = _moving_frames(n, c.image_size)
 
-    def poll():
-        kids = descendants(os.getpid())
-        for k in kids:
-            hwm[k] = max(hwm.get(k, 0.0), status_mb("VmHWM", k))
-        tree[0] = max(tree[0], status_mb("VmRSS") + sum(status_mb("VmRSS", k) for k in kids))
+    def clips():
+        for start in range(0, n, c.clip_len):
+            batch = np.stack([next(frames) for _ in range(min(c.clip_len, n - start))])
+            times = torch.arange(start, start + len(batch)) / c.memory_fps
+            yield times, model.embed_frames(torch.from_numpy(batch).to(device))
 
-    poller = Every(0.02, poll)
     with amp(device):
-        memory, dt = timed(build_memory, model, video)
-    poller.stop()
-    main, kids = status_mb("VmHWM"), sum(hwm.values())
-    return {"seconds": round(dt, 2), "frames": memory.meta.frames_seen, "main_peak_mb": round(main, 1),
-            "children_peak_mb": round(kids, 1), "tree_max_mb": round(tree[0], 1), "peak_mb": round(main + kids, 1)}  # fmt: skip
+        (_, seen), dt = timed(scan, model, clips(), seconds)
+    return {"seconds": round(dt, 2), "frames": seen, "peak_mb": round(status_mb("VmHWM"), 1)}
 
 
 def _sampler_child(tokens: int, methods: str, steps: int, paper_dropout: int) -> dict:
@@ -107,7 +116,7 @@ def _sampler_child(tokens: int, methods: str, steps: int, paper_dropout: int) ->
 
 def main(argv: list[str]) -> None:
     parts = {
-        "stage1": lambda a: _stage1_child(a[0], a[1]),
+        "stream": lambda a: _stream_child(a[0], float(a[1])),
         "sampler": lambda a: _sampler_child(int(a[0]), a[1], int(a[2]), int(a[3])),
     }
     print(json.dumps(parts[argv[0]](argv[1:])))

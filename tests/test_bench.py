@@ -22,13 +22,18 @@ def test_bench_smallest_through_cli(tiny_checkpoint, tmp_path, capsys):
     for key in ("speedup", "stage1_s", "stage2_s", "baseline_s", "stage1_backbone_ratio", "peak_rss_mb",
                 "query_p50_ms", "query_p95_ms", "batched_qps", "sampler_step", "goals", "notes", "machine"):  # fmt: skip
         assert key in r, key
-    for table in ("speedup", "speedup_without_stage1", "stage2_s", "baseline_s", "stage1_share_s"):
+    for key in ("speedup_limit", "stage2_speedup", "stage1_seconds", "speedup_vs_limit"):
+        assert key in r, key
+    for table in ("speedup", "stage2_speedup", "speedup_limit", "speedup_vs_limit", "stage2_s", "baseline_s",
+                  "stage1_share_s"):  # fmt: skip
         for t in TYPES:
             assert set(r[table][t]) == {*WINDOWS, "all"} and all(v > 0 for v in r[table][t].values()), table
     assert sum(r["queries"][t]["all"] for t in TYPES) >= 2 * 9  # 2 videos x 3 types x 3 windows
     assert r["stage1_s"]["total"] > 0 and r["stage1_s"]["frames"] >= 2 * 29
     assert 0 < r["stage1_backbone_ratio"] < 10 and r["backbone_fps"] > 0 and r["sampler_fps"] > 0
-    assert list(r["peak_rss_mb"]) == ["20s", "1min", "3min"]
+    assert list(r["peak_rss_mb"]) == list(r["stage1_seconds"]) == ["20s", "1min", "3min"]
+    assert all(r["speedup_vs_limit"][t][w] == pytest.approx(r["speedup"][t][w] / r["speedup_limit"][t][w], rel=1e-2)
+               for t in TYPES for w in WINDOWS)  # fmt: skip
     assert all(50 < mb < 20_000 for mb in r["peak_rss_mb"].values())
     assert all(run["frames"] >= run["video_s"] - 1 for run in r["constant_memory_runs"].values())
     assert 0.5 < r["peak_rss_growth"] < 2
