@@ -72,7 +72,8 @@ def answer_with_tokens(model, memory: Memory, query: Query, *,
     """Stage 2 for one query, the same computation as `inference.answer`, also returning the model's
     `token_logits` (m,) when it has them (else None). `crops` maps crops to their tokens (default
     `crop_tokens`; an `inference.CropTokens` cache)."""
-    model.eval()
+    if model.training:
+        model.eval()
     validate(query, duration_s=memory.meta.duration_s, activities=model.config.activities)
     mem = {k: v.to(model.device) for k, v in memory.batched().items()}
     answers, out = answer_batch(model, mem, query.kind, [query], crops)

@@ -299,7 +299,8 @@ def answer(
     Batches group similar window lengths and hold at most `max_time_queries` padded decoder time queries:
     on a CPU, larger batches of long windows ran slower than single queries (activations leave the cache).
     """
-    model.eval()
+    if model.training:  # eval() walks every module: a few ms per call, a tenth of a short query
+        model.eval()
     for q in queries:
         validate(q, duration_s=memory.meta.duration_s, activities=model.config.activities)
     mem1 = {k: v.to(model.device) for k, v in memory.batched().items()}
