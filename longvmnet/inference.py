@@ -35,7 +35,10 @@ from longvmnet.video import DecodeReport, FrameReader, NoFramesError, VideoLimit
 
 Progress = Callable[[int, int], None]  # (frames scanned, frames in total)
 MAX_CROP_PIXELS = 4096 * 4096
-OBJECT_READ_FPS = 1.0  # the decoder's time queries per second for object answers (see read_grid)
+READ_FPS = {
+    "object": 0.5,
+    "time": 0.5,
+}  # decoder time queries per second, where fewer than the answer's (read_grid)
 
 
 # ---------------------------------------------------------------------- stage 1
@@ -245,27 +248,32 @@ def _batches(todo: list[tuple[int, int]], batch_size: int, max_time_queries: int
 
 def read_grid(model, kind: str) -> tuple[float, float, int]:
     """(answer fps, decoder fps, most decoder time queries) of a query kind. Object answers give a box per
-    frame at `object_fps`, but the decoder reads the memory at `OBJECT_READ_FPS` and the boxes in between
-    are interpolated: the memory holds frames at `memory_fps`, and reading it 5 times a second cost 5 times
-    as much for the same vIoU (README, Speed)."""
+    frame at `object_fps` and time answers a score per second (`query_fps`), but the decoder reads the memory
+    at `READ_FPS[kind]` and the values in between are interpolated: the memory holds a few frames' worth of
+    tokens, and reading it more often cost more for the same answers (README, Speed)."""
     c = model.config
-    if kind == "object":
-        return c.object_fps, min(c.object_fps, OBJECT_READ_FPS), 0
-    return c.query_fps, c.query_fps, c.activity_max_queries if kind == "activity" else 0
+    fps = c.object_fps if kind == "object" else c.query_fps
+    return fps, min(fps, READ_FPS.get(kind, fps)), c.activity_max_queries if kind == "activity" else 0
+
+
+PER_TIME = ("boxes", "presence_logits", "start_logits", "end_logits", "inside_logits")
 
 
 def _interpolate(out: dict[str, torch.Tensor], coarse: dict, fine: dict) -> dict[str, torch.Tensor]:
-    """Per-time outputs (boxes (b, l, 4), presence logits (b, l)) on the coarse grid -> on the fine one,
-    linear in time (held at the ends)."""
+    """Per-time outputs (b, l) or (b, l, k) on the coarse grid -> on the fine one, linear in time (held at
+    the ends)."""
     b, length = fine["times"].shape
-    boxes, presence = torch.zeros(b, length, 4), torch.zeros(b, length)
-    for i in range(b):
-        n = int(coarse["mask"][i].sum())
-        x, at = coarse["times"][i, :n].double().numpy(), fine["times"][i].double().numpy()
-        for j in range(4):
-            boxes[i, :, j] = torch.from_numpy(np.interp(at, x, out["boxes"][i, :n, j].double().cpu().numpy()))
-        presence[i] = torch.from_numpy(np.interp(at, x, out["presence_logits"][i, :n].double().cpu().numpy()))
-    return {**out, "boxes": boxes, "presence_logits": presence}
+    new = dict(out)
+    for key in (k for k in PER_TIME if k in out):
+        y = out[key].double().cpu().numpy()
+        z = np.zeros((b, length, *y.shape[2:]))
+        for i in range(b):
+            n = int(coarse["mask"][i].sum())
+            x, at = coarse["times"][i, :n].double().numpy(), fine["times"][i].double().numpy()
+            for j in np.ndindex(*y.shape[2:]):
+                z[(i, slice(None), *j)] = np.interp(at, x, y[(i, slice(None, n), *j)])
+        new[key] = torch.from_numpy(z).float()
+    return new
 
 
 def answer_batch(model, memory: MemoryTensors, kind: str, batch: Sequence[Query],

@@ -257,7 +257,7 @@ def test_pointer_is_ours_not_the_papers():
 
 
 def test_object_answers_read_the_memory_at_one_fps_and_give_a_box_per_frame(model, monkeypatch):
-    """The decoder reads the memory at OBJECT_READ_FPS; the answer still has a box per frame at object_fps,
+    """The decoder reads the memory at READ_FPS["object"]; the answer still has a box per frame at object_fps,
     equal to the decoder's at the times it read and linear in between."""
     from longvmnet import inference
     from longvmnet.memory import Memory, MemoryMeta
@@ -272,7 +272,7 @@ def test_object_answers_read_the_memory_at_one_fps_and_give_a_box_per_frame(mode
     ans = inference.answer(model.eval(), memory, [query])[0]
     assert ans.times == pytest.approx([10 + i / c.object_fps for i in range(int(4 * c.object_fps) + 1)])
     read = inference.read_grid(model, "object")[1]
-    assert read == min(c.object_fps, inference.OBJECT_READ_FPS) < c.object_fps
+    assert read == min(c.object_fps, inference.READ_FPS["object"]) < c.object_fps
     with torch.inference_mode():
         times = torch.arange(10.0, 14.0 + 1e-6, 1 / read)[None]
         out = model(memory.batched(), "object", times, torch.ones_like(times, dtype=torch.bool),
@@ -286,6 +286,26 @@ def test_object_answers_read_the_memory_at_one_fps_and_give_a_box_per_frame(mode
     f = (k % step).float()[:, None] / step
     between = (1 - f) * out["boxes"][0, k // step] + f * out["boxes"][0, k // step + 1]
     assert torch.tensor(ans.boxes[:-1]) == pytest.approx(cxcywh_to_xyxy(between).clamp(0, 1), abs=1e-5)
+
+
+def test_time_answers_keep_a_score_per_second_when_the_decoder_reads_fewer(model):
+    import numpy as np
+
+    from longvmnet import inference
+    from longvmnet.memory import Memory, MemoryMeta
+    from longvmnet.queries import TimeQuery
+
+    c = model.config
+    assert inference.read_grid(model, "time")[1] < c.query_fps
+    mem = random_memory(model, b=1)
+    memory = Memory(
+        mem["tokens"][0], mem["times"][0], mem["rows"][0], mem["cols"][0], MemoryMeta(duration_s=60)
+    )
+    crop = np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)
+    ans = inference.answer(model.eval(), memory, [TimeQuery(c.activities[0], crop, 10.0, 20.0)])[0]
+    assert ans.times == pytest.approx([10.0 + i / c.query_fps for i in range(int(10 * c.query_fps) + 1)])
+    assert len(ans.start_scores) == len(ans.end_scores) == len(ans.inside_scores) == len(ans.times)
+    assert sum(ans.start_scores) == pytest.approx(1.0, abs=1e-4) and 10.0 <= ans.start < ans.end <= 21.0
 
 
 def test_a_crop_asked_about_twice_goes_through_the_backbone_once(model, monkeypatch):
