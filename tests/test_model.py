@@ -5,8 +5,8 @@ import torch
 
 from longvmnet.config import preset
 from longvmnet.inference import empty_memory, write_clip
-from longvmnet.losses import Criterion
 from longvmnet.model import LongVMNet
+from longvmnet.model.losses import Criterion
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_fusions(fusion):
 
 
 def test_crop_centre_is_the_mean_of_the_middle_tokens():
-    from longvmnet.probe import crop_centre
+    from longvmnet.measure.probe import crop_centre
 
     g, d = 4, 8
     obj = torch.randn(1, g * g, d)

@@ -7,13 +7,20 @@ from __future__ import annotations
 import html
 import re
 
-from longvmnet.calibration import MAX_T
-from longvmnet.domain import Knowledge, TokenStats
-from longvmnet.evidence import MATCH, Coverage, Evidence
+from longvmnet.demo.render import clock
+from longvmnet.explain.calibration import MAX_T
+from longvmnet.explain.domain import Knowledge, TokenStats
+from longvmnet.explain.evidence import MATCH, Coverage, Evidence
 from longvmnet.memory import Memory
-from longvmnet.render import clock
 
 WARN = "⚠️"
+INTRO = """# Long-VMNet: questions about long videos from a fixed-size memory
+Upload a long video (or pick the example) and press **Build memory**: the model scans it once and keeps a
+fixed number of visual tokens. Every question below is then answered from that memory alone, however long the
+video, and shows the memory tokens it came from (Gurukar & Kadav, *Long-VMNet: Accelerating Long-Form Video
+Understanding via Fixed Memory*). The same steps are an API: see "Use via API" at the bottom."""
+TAB_NAMES = {"activity": "What is done to this object? (activity)", "object": "Which object, where? (object)",
+             "time": "When? (time)", "find": "Find this object", "memory": "Memory"}  # fmt: skip
 
 
 def esc(text) -> str:
@@ -72,7 +79,7 @@ def accuracy_markdown(k: Knowledge) -> str:
 def calibration_sentence(cal: dict | None) -> str:
     if not cal:
         return ("**Confidence** is the model's raw probability: this checkpoint has no calibration.json "
-                "(`python -m longvmnet.calibration`).")  # fmt: skip
+                "(`python -m longvmnet.explain.calibration`).")  # fmt: skip
     kinds = cal.get("kinds", {})
     where = "test" if any("ece_test_after" in r for r in kinds.values()) else "val"
     parts = []
@@ -90,11 +97,9 @@ def calibration_sentence(cal: dict | None) -> str:
 def domain_sentence(k: Knowledge) -> str:
     if k.stale:
         return ("**Out-of-domain check:** off, its statistics (domain.json) belong to another checkpoint; rerun "
-                "`python -m longvmnet.domain`.")  # fmt: skip
+                "`python -m longvmnet.explain.domain`.")  # fmt: skip
     if k.memory is None:
-        return (
-            "**Out-of-domain check:** off, this checkpoint has no domain.json (`python -m longvmnet.domain`)."
-        )
+        return "**Out-of-domain check:** off, this checkpoint has no domain.json (`python -m longvmnet.explain.domain`)."
     fig = (k.domain_figures or {}).get("memory", {})
     held, real = list(fig.get("held_out", {}).values()), list(fig.get("real", {}).values())
     measured = (f" (held-out synthetic videos score at most {max(held):.2f}, real clips at least {min(real):.2f})"

@@ -16,7 +16,7 @@ from functools import partial
 
 import torch
 
-from longvmnet.find import crop_vector, similarity
+from longvmnet.explain.find import crop_vector, similarity
 from longvmnet.inference import crop_tokens
 from longvmnet.memory import Memory
 from longvmnet.queries import Answer, Query, collate, decode, validate

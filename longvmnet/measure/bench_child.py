@@ -14,8 +14,8 @@ import torch
 from longvmnet.config import preset
 from longvmnet.hub import load_model
 from longvmnet.inference import build_memory
-from longvmnet.measure import Every, amp, descendants, reset_peak, status_mb, timed
-from longvmnet.sampler import NeuralSampler, relaxed_topk
+from longvmnet.measure.resources import Every, amp, descendants, reset_peak, status_mb, timed
+from longvmnet.model.sampler import NeuralSampler, relaxed_topk
 
 
 def _stage1_child(source: str, video: str) -> dict:
