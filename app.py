@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from longvmnet.demo import launch
+from longvmnet.demo.page import INTRO, SEEK_JS, TAB_NAMES
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -45,7 +46,6 @@ def layout(logic, ex: dict | None, session_ttl_s: float) -> SimpleNamespace:
     import gradio as gr
 
     from longvmnet.demo import widgets
-    from longvmnet.demo.text import INTRO, TAB_NAMES
 
     c, activities = SimpleNamespace(), list(logic.ctx.model.config.activities)
     c.session = gr.State(None, time_to_live=session_ttl_s, delete_callback=logic.close_session)
@@ -111,8 +111,6 @@ def layout(logic, ex: dict | None, session_ttl_s: float) -> SimpleNamespace:
 
 def wire(c: SimpleNamespace, logic, ex: dict | None) -> None:
     """Which handler each event calls (inside gr.Blocks)."""
-    from longvmnet.demo.browser import SEEK_JS
-
     mem, ans, frm = logic.memory, logic.answers, logic.frames
     # Builds run one at a time, in the builder's process; loads and queries never wait behind them.
     build = dict(concurrency_limit=1, concurrency_id="build")

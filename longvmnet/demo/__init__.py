@@ -5,9 +5,9 @@
   memories  build (stage 1, with a progress bar), load, save and show a memory
   answers   activity, object and time answers with their confidence, evidence and JSON; find this object
   frames    drawing a crop on a frame, the player, the examples' tabs
-  text      every sentence shown (escaped), the page's introduction and tab names
+  text      every sentence shown about a model, a memory or an answer (escaped)
   widgets   component groups the layout repeats (the parts below every answer)
-  browser   what runs in the browser: the page's CSS and JavaScript
+  page      the page's fixed parts: introduction, tab names, CSS, JavaScript
   launch    `python app.py`'s command line and the options of `launch()`
   builder   memory builds in their own low-priority process
   worker    decoding and drawing in child processes (functions of `render`)

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from longvmnet.demo.browser import CSS
+from longvmnet.demo.page import CSS
 from longvmnet.hub import CheckpointError
 
 DESCRIPTION = "Long-VMNet demo: ask questions about a long video from a fixed-size memory."

@@ -14,13 +14,6 @@ from longvmnet.explain.evidence import MATCH, Coverage, Evidence
 from longvmnet.memory import Memory
 
 WARN = "⚠️"
-INTRO = """# Long-VMNet: questions about long videos from a fixed-size memory
-Upload a long video (or pick the example) and press **Build memory**: the model scans it once and keeps a
-fixed number of visual tokens. Every question below is then answered from that memory alone, however long the
-video, and shows the memory tokens it came from (Gurukar & Kadav, *Long-VMNet: Accelerating Long-Form Video
-Understanding via Fixed Memory*). The same steps are an API: see "Use via API" at the bottom."""
-TAB_NAMES = {"activity": "What is done to this object? (activity)", "object": "Which object, where? (object)",
-             "time": "When? (time)", "find": "Find this object", "memory": "Memory"}  # fmt: skip
 
 
 def esc(text) -> str:
