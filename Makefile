@@ -33,10 +33,10 @@ test: setup browser lint
 # The whole recipe behind the bundled checkpoint (data, backbone probes, training, evaluation, ablations),
 # then the demo's files beside its weights (out-of-domain statistics, calibration, find-object precision).
 checkpoint: setup
-	$(PY) -m longvmnet.recipe $(RECIPE_ARGS)
-	$(PY) -m longvmnet.domain --data runs/recipe/data --cache runs/recipe/cache
-	$(PY) -m longvmnet.calibration --data runs/recipe/data --cache runs/recipe/cache
-	$(PY) -m longvmnet.find --data runs/recipe/data --cache runs/recipe/cache
+	$(PY) -m longvmnet.train.recipe $(RECIPE_ARGS)
+	$(PY) -m longvmnet.explain.domain --data runs/recipe/data --cache runs/recipe/cache
+	$(PY) -m longvmnet.explain.calibration --data runs/recipe/data --cache runs/recipe/cache
+	$(PY) -m longvmnet.explain.find --data runs/recipe/data --cache runs/recipe/cache
 
 bench: setup
 	$(VENV)/bin/longvmnet bench $(BENCH_ARGS)

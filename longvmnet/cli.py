@@ -11,8 +11,8 @@ from pathlib import Path
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from longvmnet.hub import CheckpointError
+    from longvmnet.measure.probe import ProbeError
     from longvmnet.memory import MemoryFileError
-    from longvmnet.probe import ProbeError
     from longvmnet.queries import QueryError
     from longvmnet.video import VideoError
 
@@ -107,7 +107,7 @@ def cmd_train(args) -> dict | None:
     from longvmnet.data.features import FeatureCache
     from longvmnet.data.rest import ReSTData
     from longvmnet.model import LongVMNet
-    from longvmnet.train import TrainConfig, Trainer
+    from longvmnet.train.trainer import TrainConfig, Trainer
 
     with distributed.session(args.device) as world:  # a process group under torchrun (WORLD_SIZE > 1)
         data = ReSTData(args.data)
@@ -125,7 +125,8 @@ def cmd_train(args) -> dict | None:
 def cmd_evaluate(args) -> dict:
     from longvmnet.data.features import FeatureCache
     from longvmnet.data.rest import ReSTData
-    from longvmnet.evaluate import (
+    from longvmnet.hub import load_model
+    from longvmnet.measure.evaluate import (
         LADDER,
         METHODS,
         NO_CACHE,
@@ -136,7 +137,6 @@ def cmd_evaluate(args) -> dict:
         format_table,
         save_json,
     )
-    from longvmnet.hub import load_model
 
     methods = list(LADDER) if args.method == "ladder" else [m for m in args.method.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -169,10 +169,10 @@ def cmd_probe(args) -> dict:
     from longvmnet.data.features import FeatureCache
     from longvmnet.data.rest import ReSTData
     from longvmnet.hub import load_model
-    from longvmnet.probe import probe_tokens
+    from longvmnet.measure.probe import probe_tokens
 
     if args.backbone:
-        from longvmnet.probe import backbone_model
+        from longvmnet.measure.probe import backbone_model
 
         model = backbone_model(args.backbone, args.block, args.image_size, ReSTData(args.data).activities)
     else:
@@ -190,7 +190,7 @@ def cmd_probe(args) -> dict:
 
 
 def cmd_bench(args) -> dict:
-    from longvmnet.bench import format_bench, run_bench
+    from longvmnet.measure.bench import format_bench, run_bench
 
     result = run_bench(args.checkpoint, quick=args.quick, smallest=args.smallest, work=args.work)
     print(format_bench(result), file=sys.stderr)

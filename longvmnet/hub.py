@@ -1,13 +1,19 @@
-"""Loading checkpoints from a local folder or a Hugging Face Hub repo id, with clear errors."""
+"""Loading checkpoints from a local folder or a Hugging Face Hub repo id, with clear errors.
+
+torch and the model are imported by `load_model` alone: the demo's package and its drawing processes read
+DEFAULT_CHECKPOINT and CheckpointError from here without paying for them.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from longvmnet.model import LongVMNet
+    from longvmnet.model import LongVMNet
 
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent.parent / "checkpoints" / "longvmnet-synth")
 
@@ -21,6 +27,8 @@ def load_model(source: str | os.PathLike | None = None, *, device: str | torch.d
 
     `source` defaults to $LONGVMNET_CHECKPOINT, then to the bundled checkpoint.
     """
+    from longvmnet.model import LongVMNet
+
     source = str(source or os.environ.get("LONGVMNET_CHECKPOINT") or DEFAULT_CHECKPOINT)
     path = Path(source).expanduser()
     is_local = path.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1

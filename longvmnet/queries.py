@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from longvmnet.box_ops import cxcywh_to_xyxy
+from longvmnet.model.box_ops import cxcywh_to_xyxy
 
 
 class QueryError(ValueError):
@@ -159,7 +159,7 @@ def best_run(logits: torch.Tensor) -> tuple[int, int]:
 
 def decode(kind: str, out: dict[str, torch.Tensor], times: torch.Tensor, mask: torch.Tensor,
            activities: list[str], fps: float) -> list[Answer]:  # fmt: skip
-    """Model outputs of a batch (see model.py) -> one plain answer per query."""
+    """Model outputs of a batch (see model/network.py) -> one plain answer per query."""
     answers: list[Answer] = []
     for i in range(times.shape[0]):
         n = int(mask[i].sum())

@@ -30,7 +30,7 @@ from longvmnet.model import LongVMNet  # noqa: E402
 from longvmnet.video import probe, write_video  # noqa: E402
 
 SECONDS, FPS, W, H = 20, 5, 128, 96
-CARD = """# A card as report.py writes it
+CARD = """# A card as measure/report.py writes it
 ## Training data and budget
 3 generated videos of 1 minute (5 fps, 224x224), split by video; 10 steps.
 

@@ -13,7 +13,10 @@ import torch
 from PIL import Image
 from skimage import data as photos
 
-from longvmnet.backbone import (
+from longvmnet.config import preset
+from longvmnet.hub import DEFAULT_CHECKPOINT, load_model
+from longvmnet.model import LongVMNet
+from longvmnet.model.backbone import (
     PACKAGE_WEIGHTS,
     Backbone,
     BackboneError,
@@ -21,9 +24,6 @@ from longvmnet.backbone import (
     map_state_dict,
     package_weights_file,
 )
-from longvmnet.config import preset
-from longvmnet.hub import DEFAULT_CHECKPOINT, load_model
-from longvmnet.model import LongVMNet
 
 LITE0 = "tf_efficientnet_lite0"
 PACKAGE_MODULE = PACKAGE_WEIGHTS[LITE0][1]

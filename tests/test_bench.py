@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from longvmnet import cli
-from longvmnet.bench import TYPES, window_clips
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData
-from longvmnet.evaluate import WINDOWS
 from longvmnet.hub import load_model
+from longvmnet.measure.bench import TYPES, window_clips
+from longvmnet.measure.evaluate import WINDOWS
 
 
 def test_bench_smallest_through_cli(tiny_checkpoint, tmp_path, capsys):
@@ -64,7 +64,7 @@ def test_machine_load_names_other_busy_processes_only(monkeypatch):
     import os
     import subprocess
 
-    from longvmnet import measure
+    from longvmnet.measure import resources as measure
 
     listing = "\n".join([
         "    PID %CPU     ELAPSED COMMAND",

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 import app
-from longvmnet import domain
-from longvmnet.render import clock
+from longvmnet.demo.render import clock
+from longvmnet.explain import domain
 
 pytestmark = pytest.mark.e2e
 
@@ -37,9 +37,7 @@ DOCS = os.environ.get("LONGVMNET_DOCS_SCREENSHOT") == "1"
 ARTIFACTS = ROOT / "artifacts"
 SPEC = json.loads((EXAMPLES / "queries.json").read_text())
 QUERIES = {q["type"]: q for q in SPEC["queries"]}
-FIGURES = (
-    "run python -m longvmnet.domain / calibration / find (README, Demo) to write the checkpoint's figures"
-)
+FIGURES = "run python -m longvmnet.explain.domain / calibration / find (README, Demo) to write the checkpoint's figures"
 
 
 def free_port() -> int:
@@ -265,7 +263,7 @@ def test_a_whole_session_in_the_browser(page):
 def test_a_real_street_clip_is_out_of_domain(page, tmp_path):
     """bikes.mp4 (10 s of a street): out-of-domain warnings for the video and a crop of it, and its frames'
     tokens stored once each."""
-    from longvmnet.render import frame_at, save_png
+    from longvmnet.demo.render import frame_at, save_png
 
     clip = real_clip("bikes.mp4")
     summary = build(page, clip)

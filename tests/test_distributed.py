@@ -24,7 +24,7 @@ from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, video_batches
 from longvmnet.distributed import World
 from longvmnet.model import LongVMNet
-from longvmnet.train import TrainConfig, Trainer
+from longvmnet.train.trainer import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,17 @@ import torch
 from longvmnet import cli
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, VideoItem
-from longvmnet.evaluate import DIAGNOSTIC_KEYS, LADDER, TABLE_KEYS, diagnose, evaluate, format_table, score
 from longvmnet.hub import load_model
-from longvmnet.ladder import Prior, blind_memory, memory_stats, oracle_memory
+from longvmnet.measure.evaluate import (
+    DIAGNOSTIC_KEYS,
+    LADDER,
+    TABLE_KEYS,
+    diagnose,
+    evaluate,
+    format_table,
+    score,
+)
+from longvmnet.measure.ladder import Prior, blind_memory, memory_stats, oracle_memory
 from longvmnet.memory import Memory
 from longvmnet.queries import ActivityAnswer, ObjectAnswer, TimeAnswer
 
@@ -161,7 +169,7 @@ def test_memory_stats_hand_computed():
 
 
 def test_recipe_smallest_setting(tmp_path):
-    from longvmnet.recipe import main
+    from longvmnet.train.recipe import main
 
     results = main(["--tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ckpt"),
                     "--variants", "baseline,no_continual,random_memory"])  # fmt: skip
@@ -279,7 +287,7 @@ def test_evaluate_prior_cli_needs_no_checkpoint(tiny_benchmark, tmp_path, capsys
 
 
 def test_card_sections_are_replaced_or_appended(tmp_path):
-    from longvmnet.report import set_card_section
+    from longvmnet.measure.report import set_card_section
 
     assert not set_card_section(tmp_path, "Calibration", "none")  # no model card in the folder
     card = tmp_path / "README.md"

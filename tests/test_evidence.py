@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from longvmnet import calibration, domain, find
 from longvmnet.config import preset
-from longvmnet.evidence import MATCH, SIMILAR, answer_with_tokens, coverage, explain, top_tokens
+from longvmnet.explain import calibration, domain, find
+from longvmnet.explain.evidence import MATCH, SIMILAR, answer_with_tokens, coverage, explain, top_tokens
 from longvmnet.inference import answer
 from longvmnet.memory import Memory, MemoryMeta
 from longvmnet.model import LongVMNet

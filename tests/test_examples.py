@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from longvmnet.box_ops import paired_iou
-from longvmnet.evaluate import true_boxes
-from longvmnet.metrics import tiou
+from longvmnet.measure.evaluate import true_boxes
+from longvmnet.measure.metrics import tiou
+from longvmnet.model.box_ops import paired_iou
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "assets" / "examples"

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from longvmnet.box_ops import cxcywh_to_xyxy, paired_giou, paired_iou, xyxy_to_cxcywh
-from longvmnet.metrics import recall_at_kx, tiou, viou
+from longvmnet.measure.metrics import recall_at_kx, tiou, viou
+from longvmnet.model.box_ops import cxcywh_to_xyxy, paired_giou, paired_iou, xyxy_to_cxcywh
 
 
 def test_recall_at_kx_hand_computed():

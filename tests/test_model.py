@@ -5,8 +5,8 @@ import torch
 
 from longvmnet.config import preset
 from longvmnet.inference import empty_memory, write_clip
-from longvmnet.losses import Criterion
 from longvmnet.model import LongVMNet
+from longvmnet.model.losses import Criterion
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_fusions(fusion):
 
 
 def test_crop_centre_is_the_mean_of_the_middle_tokens():
-    from longvmnet.probe import crop_centre
+    from longvmnet.measure.probe import crop_centre
 
     g, d = 4, 8
     obj = torch.randn(1, g * g, d)
@@ -277,7 +277,7 @@ def test_object_answers_read_the_memory_at_one_fps_and_give_a_box_per_frame(mode
         times = torch.arange(10.0, 14.0 + 1e-6, 1 / read)[None]
         out = model(memory.batched(), "object", times, torch.ones_like(times, dtype=torch.bool),
                     activity=torch.tensor([1]))  # fmt: skip
-    from longvmnet.box_ops import cxcywh_to_xyxy
+    from longvmnet.model.box_ops import cxcywh_to_xyxy
 
     boxes = cxcywh_to_xyxy(out["boxes"][0]).clamp(0, 1)
     step = round(c.object_fps / read)

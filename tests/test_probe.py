@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from longvmnet.config import SYNTH_ACTIVITIES, preset
 from longvmnet.data import synth
 from longvmnet.data.rest import ReSTData
+from longvmnet.measure.probe import instance_auc, rank_auc
 from longvmnet.model import LongVMNet
-from longvmnet.probe import instance_auc, rank_auc
 
 ACTIVITIES = list(SYNTH_ACTIVITIES)
 
@@ -65,7 +65,7 @@ def test_token_probes_find_the_hand_in_tokens_under_their_patches(pool, tmp_path
     probe scores a stand-in backbone of patch colours well (the hand is skin-coloured), and near chance once
     its tokens are moved off their patches; every token is scored."""
     from longvmnet.data.features import FeatureCache
-    from longvmnet.probe import kept_tokens, probe_tokens
+    from longvmnet.measure.probe import kept_tokens, probe_tokens
 
     videos = pool.split("all")
     results = []
@@ -101,7 +101,7 @@ def test_segment_trajectory_follows_the_patches():
     """A patch moving right along the top row, missing on one frame: the path's end minus start, mean step
     and halves are those of its columns (centred: where it is does not count); rows do not move; 3 of 4
     frames show it."""
-    from longvmnet.probe import segment_trajectory
+    from longvmnet.measure.probe import segment_trajectory
 
     on = np.zeros((4, 16), bool)
     on[0, 0], on[1, 1], on[3, 2] = True, True, True  # grid 4: columns 0, 1, (missing), 2 of row 0
@@ -119,7 +119,7 @@ def test_token_features_add_the_change_of_each_patch_and_repeat_the_ends():
     from types import SimpleNamespace
 
     from longvmnet.data.features import VideoFeatures
-    from longvmnet.probe import token_features
+    from longvmnet.measure.probe import token_features
 
     model = LongVMNet(stand_in_config(d_model=16))
     model.proj = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(3, 3))  # tokens pass unchanged

@@ -1,4 +1,4 @@
-"""longvmnet.render on small synthetic inputs and short real videos: no Gradio involved."""
+"""longvmnet.demo.render on small synthetic inputs and short real videos: no Gradio involved."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from longvmnet import plots as P
-from longvmnet import render as R
+from longvmnet.demo import plots as P
+from longvmnet.demo import render as R
 from longvmnet.video import iter_frames, probe
 
 RED = np.array(R.BOX)

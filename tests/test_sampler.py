@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from longvmnet.sampler import relaxed_topk, soft_topk
+from longvmnet.model.sampler import relaxed_topk, soft_topk
 
 
 @pytest.mark.parametrize("method", ["exact", "chunked", "softmax"])

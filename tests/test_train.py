@@ -11,8 +11,8 @@ from longvmnet.config import preset
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, video_batches
 from longvmnet.model import LongVMNet
-from longvmnet.train import TrainConfig, Trainer
-from longvmnet.train_inputs import RowRandom
+from longvmnet.train.inputs import RowRandom
+from longvmnet.train.trainer import TrainConfig, Trainer
 
 
 def make_trainer(bench, tmp_path, **cfg):
@@ -215,7 +215,7 @@ def test_learning_rate_warms_up_then_decays_to_its_floor(tiny_benchmark, tmp_pat
 
 def test_validation_keeps_the_best_model_and_plots_the_curves(tiny_benchmark, tmp_path, monkeypatch):
     """Validated every 2 steps with scores 10, 30, 20: the saved model is the one of step 4, not the last."""
-    import longvmnet.evaluate
+    import longvmnet.measure.evaluate
 
     scores = iter([10.0, 30.0, 20.0])
     snapshots = {}
@@ -225,7 +225,7 @@ def test_validation_keeps_the_best_model_and_plots_the_curves(tiny_benchmark, tm
         s = next(scores)
         return {"table": {"activity": {"short": s}, "object": {"short": s}, "time": {"short": s}}}
 
-    monkeypatch.setattr(longvmnet.evaluate, "evaluate", fake_evaluate)
+    monkeypatch.setattr(longvmnet.measure.evaluate, "evaluate", fake_evaluate)
     monkeypatch.setattr(Trainer, "has_val", lambda self: True)
     tr = make_trainer(tiny_benchmark, tmp_path, epochs=100, batch_size=2, max_steps=6, val_every=2, warmup=2)
     tr.run(progress=False)

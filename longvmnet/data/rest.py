@@ -66,7 +66,7 @@ def query_grid(q: dict, config, *, start: float | None = None, end: float | None
 
 
 def targets(q: dict, grid: torch.Tensor, activities: list[str], fps: float) -> dict[str, torch.Tensor]:
-    """Training targets of one query on its time grid (see losses.py for the keys)."""
+    """Training targets of one query on its time grid (see model/losses.py for the keys)."""
     kind = q["type"]
     ans = q["answer"]
     if kind == "activity":

@@ -1,13 +1,25 @@
-"""The demo's logic, split along its jobs; app.py wires it to Gradio components.
+"""The demo's logic, split along its jobs; app.py lays out the Gradio components and wires them to it.
 
+  logic     `Demo`: the handlers for one model, in three groups sharing one `Context`; `Demo.start`
   core      limits, per-user sessions, input checks, one-sentence errors, what is known about the checkpoint
   memories  build (stage 1, with a progress bar), load, save and show a memory
   answers   activity, object and time answers with their confidence, evidence and JSON; find this object
   frames    drawing a crop on a frame, the player, the examples' tabs
-  text      every sentence shown (escaped)
+  text      every sentence shown about a model, a memory or an answer (escaped)
+  widgets   component groups the layout repeats (the parts below every answer)
+  page      the page's fixed parts: introduction, tab names, CSS, JavaScript
+  launch    `python app.py`'s command line and the options of `launch()`
+  builder   memory builds in their own low-priority process
+  worker    decoding and drawing in child processes (functions of `render`)
+  render    drawing as plain numpy / PIL / matplotlib: boxes, clips, timelines, memory views
+  plots     matplotlib figures: time answers, find-this-object timelines, where the memory's tokens come from
+  load      `python -m longvmnet.demo.load`: the load test (many clients against a running demo)
 
 Uploads are untrusted: the build decodes in a child process (FrameReader) and every other decoding runs in a
 `worker.Worker` child process, so a crashing decoder cannot take the server down.
+
+This file stays light (no torch, no Gradio): the drawing processes import `longvmnet.demo.render` through it,
+and app.py imports `launch` through it at start-up.
 """
 
 from __future__ import annotations
@@ -15,22 +27,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from longvmnet.demo.answers import AnswerHandlers
-from longvmnet.demo.core import Context, DemoLimits, Session
-from longvmnet.demo.frames import FrameHandlers, read_examples
-from longvmnet.demo.memories import MemoryHandlers
-from longvmnet.demo.text import knows_panel
 from longvmnet.hub import DEFAULT_CHECKPOINT, CheckpointError, load_model
 
-__all__ = [
-    "Demo",
-    "DemoLimits",
-    "Session",
-    "load_demo_model",
-    "checkpoint_folder",
-    "read_examples",
-    "HUB_CHECKPOINT",
-]
+__all__ = ["load_demo_model", "checkpoint_folder", "default_source", "HUB_CHECKPOINT"]
 HUB_CHECKPOINT = "longvmnet/longvmnet-synth"  # what a Hugging Face Space loads when no checkpoint is given
 CARD_FILES = ["README.md", "domain.json", "calibration.json", "find.json"]
 
@@ -70,23 +69,3 @@ def checkpoint_folder(model) -> Path | None:
         return Path(snapshot_download(name, allow_patterns=CARD_FILES))
     except Exception:  # no network, no such files: the panel says what is missing
         return None
-
-
-class Demo:
-    """The handlers of the demo for one loaded model, in three groups sharing one `Context`."""
-
-    def __init__(self, model, *, limits: DemoLimits = DemoLimits(), folder: str | Path | None = None,
-                 workdir: str | None = None) -> None:  # fmt: skip
-        self.ctx = Context(model, limits=limits, folder=folder, workdir=workdir)
-        self.memory = MemoryHandlers(self.ctx)
-        self.answers = AnswerHandlers(self.ctx)
-        self.frames = FrameHandlers(self.ctx)
-        self.limits, self.worker = self.ctx.limits, self.ctx.worker
-        self.new_session, self.close_session = self.ctx.new_session, self.ctx.close_session
-
-    def knows(self) -> str:
-        """The "what this model knows" panel (markdown)."""
-        return knows_panel(self.ctx.knows, self.ctx.calibration, self.ctx.find_figures)
-
-    def close(self) -> None:
-        self.ctx.close()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from longvmnet import calibration, find, plots, render
+from longvmnet.demo import plots, render
 from longvmnet.demo.core import Context, Session, friendly
 from longvmnet.demo.text import coverage_sentence, esc, evidence_sentence, note, ood_warning, span
-from longvmnet.evidence import answer_with_tokens, coverage, explain
+from longvmnet.explain import calibration, find
+from longvmnet.explain.evidence import answer_with_tokens, coverage, explain
 from longvmnet.memory import Memory
 from longvmnet.queries import ActivityQuery, ObjectQuery, TimeQuery
 

@@ -31,13 +31,14 @@ import numpy as np
 import torch
 from gradio.utils import get_upload_folder
 
-from longvmnet import calibration, domain, find, inference
+from longvmnet import inference
 from longvmnet.demo.builder import Builder
+from longvmnet.demo.worker import Worker
+from longvmnet.explain import calibration, domain, find
 from longvmnet.hub import CheckpointError
 from longvmnet.memory import Memory, MemoryFileError
 from longvmnet.queries import QueryError
 from longvmnet.video import VideoError, VideoLimits
-from longvmnet.worker import Worker
 
 log = logging.getLogger("longvmnet.demo")
 USER_ERRORS = (VideoError, QueryError, MemoryFileError, CheckpointError)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from longvmnet import render
+from longvmnet.demo import render
 from longvmnet.demo.core import Context, Session, error, friendly
 
 TABS = ("activity", "object", "time", "find", "memory")  # the tabs' ids in app.py

@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from longvmnet import plots, render
+from longvmnet.demo import plots, render
 from longvmnet.demo.core import Context, Session, error, friendly
 from longvmnet.demo.text import summary
 from longvmnet.memory import Memory

@@ -8,11 +8,11 @@ import html
 import math
 import re
 
-from longvmnet.calibration import MAX_T
-from longvmnet.domain import Knowledge, TokenStats
-from longvmnet.evidence import MATCH, Coverage, Evidence
+from longvmnet.demo.render import clock
+from longvmnet.explain.calibration import MAX_T
+from longvmnet.explain.domain import Knowledge, TokenStats
+from longvmnet.explain.evidence import MATCH, Coverage, Evidence
 from longvmnet.memory import Memory
-from longvmnet.render import clock
 
 WARN = "⚠️"
 
@@ -73,7 +73,7 @@ def accuracy_markdown(k: Knowledge) -> str:
 def calibration_sentence(cal: dict | None) -> str:
     if not cal:
         return ("**Confidence** is the model's raw probability: this checkpoint has no calibration.json "
-                "(`python -m longvmnet.calibration`).")  # fmt: skip
+                "(`python -m longvmnet.explain.calibration`).")  # fmt: skip
     kinds = cal.get("kinds", {})
     where = "test" if any("ece_test_after" in r for r in kinds.values()) else "val"
     parts = []
@@ -91,11 +91,9 @@ def calibration_sentence(cal: dict | None) -> str:
 def domain_sentence(k: Knowledge) -> str:
     if k.stale:
         return ("**Out-of-domain check:** off, its statistics (domain.json) belong to another checkpoint; rerun "
-                "`python -m longvmnet.domain`.")  # fmt: skip
+                "`python -m longvmnet.explain.domain`.")  # fmt: skip
     if k.memory is None:
-        return (
-            "**Out-of-domain check:** off, this checkpoint has no domain.json (`python -m longvmnet.domain`)."
-        )
+        return "**Out-of-domain check:** off, this checkpoint has no domain.json (`python -m longvmnet.explain.domain`)."
     fig = (k.domain_figures or {}).get("memory", {})
     held, real = list(fig.get("held_out", {}).values()), list(fig.get("real", {}).values())
     measured = (f" (held-out synthetic videos score at most {max(held):.2f}, real clips at least {min(real):.2f})"

@@ -5,7 +5,7 @@
   frozen, queries answered from full-scan memories) -> the accuracy ladder on the held-out test videos ->
   memory-size sweep -> a freshly generated benchmark -> report and model card -> checkpoint.
 
-    python -m longvmnet.recipe [--videos 16 --minutes 20 --steps 500 --extra-train-videos 11 --decoder-steps 400]
+    python -m longvmnet.train.recipe [--videos 16 --minutes 20 --steps 500 --extra-train-videos 11 --decoder-steps 400]
                                [--tiny]
 
 Every stage writes its output under --work (default runs/recipe) and is skipped when that output exists.
@@ -25,12 +25,12 @@ import torch
 from longvmnet.config import preset
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData
-from longvmnet.evaluate import evaluate, format_table
 from longvmnet.hub import load_model
+from longvmnet.measure.evaluate import evaluate, format_table
 from longvmnet.model import LongVMNet
-from longvmnet.train import TrainConfig, Trainer
+from longvmnet.train.trainer import TrainConfig, Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (longvmnet/train/recipe.py)
 VARIANTS = {  # name -> (train config changes, model config changes), trained end to end
     "end_to_end": ({}, {}),
     "baseline": ({"method": "baseline", "continual": 0}, {}),
@@ -63,7 +63,7 @@ def stage(name: str, done: Path):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m longvmnet.recipe", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m longvmnet.train.recipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--work", default=str(ROOT / "runs" / "recipe"))
     p.add_argument("--videos", type=int, default=16)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
             results_path.write_text(json.dumps(results, indent=2))
 
     if args.compare_backbones:  # the candidates' own tokens, probed on the same few videos (model card table)
-        from longvmnet.probe import BACKBONE_CANDIDATES, compare_backbones
+        from longvmnet.measure.probe import BACKBONE_CANDIDATES, compare_backbones
 
         few = {"candidates": BACKBONE_CANDIDATES[1:2], "steps": 50} if args.tiny else {}  # the fastest one
         train, scored = data.split("train")[: args.compare_videos], data.split("test")[:2]
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
         Trainer(model, data, cache, cfg, shipped).run()
 
     train_decoder()
-    from longvmnet.probe import instance_auc
+    from longvmnet.measure.probe import instance_auc
 
     record("backbone", lambda: {"instance_auc": instance_auc(base, data, "test")})
     main_model = lambda: load_model(shipped)  # noqa: E731
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
         generate_fresh()
         fresh = ReSTData(work / "fresh")
         record("fresh_all", lambda: evaluate(main_model(), fresh, "all", method="longvmnet"))
-    from longvmnet.report import write_report
+    from longvmnet.measure.report import write_report
 
     write_report(work, results, data, config, args)
     out = Path(args.out)

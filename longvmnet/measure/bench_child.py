@@ -13,8 +13,8 @@ import torch
 from longvmnet.config import preset
 from longvmnet.hub import load_model
 from longvmnet.inference import scan
-from longvmnet.measure import amp, reset_peak, status_mb, timed
-from longvmnet.sampler import NeuralSampler, relaxed_topk
+from longvmnet.measure.resources import amp, reset_peak, status_mb, timed
+from longvmnet.model.sampler import NeuralSampler, relaxed_topk
 
 
 def _moving_frames(n: int, size: int):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from longvmnet.find import crop_vector, similarity
+from longvmnet.explain.find import crop_vector, similarity
 from longvmnet.inference import answer_batch
 from longvmnet.memory import Memory
 from longvmnet.queries import Answer, Query, validate

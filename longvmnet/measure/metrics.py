@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from longvmnet.box_ops import paired_iou
+from longvmnet.model.box_ops import paired_iou
 
 
 def recall_at_kx(scores: Sequence[float], true_labels: Sequence[int], k: int = 1) -> float:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from longvmnet.data.benchmark import patch_labels
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, VideoItem, patch_activities
-from longvmnet.ladder import memory_from_cache
+from longvmnet.measure.ladder import memory_from_cache
 from longvmnet.video import iter_frames
 
 
@@ -370,7 +370,7 @@ def compare_backbones(cache_root, train: list[VideoItem], scored: list[VideoItem
     """The token probes and frames/s of each candidate ImageNet backbone whose weight package is installed
     (its own tokens, no training). -> one row per candidate: backbone, block, image_size, tokens, channels,
     frames_per_s, the probe figures (or `missing`: the package to install)."""
-    from longvmnet.backbone import PACKAGE_WEIGHTS, BackboneError
+    from longvmnet.model.backbone import PACKAGE_WEIGHTS, BackboneError
 
     rows = []
     for name, block, size in candidates:

@@ -6,7 +6,7 @@ split of the frame at `time`: the backbone squashes the whole frame to a square,
 native frame covers the same content.
 
 The functions that take a video path (`frame_at`, `object_clip`, `memory_mosaic`, `memory_frame`) decode it;
-the demo runs them in a child process (see longvmnet.worker.Worker), so they only take picklable arguments.
+the demo runs them in a child process (see longvmnet.demo.worker.Worker), so they only take picklable arguments.
 """
 
 from __future__ import annotations
@@ -394,7 +394,7 @@ def mark_point(frame: np.ndarray, xy: tuple[float, float], *, color=BOX) -> np.n
 
 
 def worker_init(parent_pid: int) -> None:
-    """Set-up of the demo's drawing processes (longvmnet.worker.Worker): die with the server, even if it is
+    """Set-up of the demo's drawing processes (longvmnet.demo.worker.Worker): die with the server, even if it is
     killed without cleaning up (Linux PR_SET_PDEATHSIG; elsewhere they exit when their pipe closes)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from longvmnet.box_ops import cxcywh_to_xyxy, paired_giou
+from longvmnet.model.box_ops import cxcywh_to_xyxy, paired_giou
 
 DEFAULT_WEIGHTS = {"focal": 1.0, "l1": 5.0, "giou": 2.0, "presence": 1.0, "start": 1.0, "end": 1.0,
                    "pointer": 1.0, "inside": 1.0}  # fmt: skip

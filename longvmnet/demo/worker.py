@@ -1,5 +1,5 @@
 """Decoding and drawing for the demo in child processes: uploads are untrusted, and a crashing or hanging
-FFmpeg must not take the server down (the functions run are longvmnet.render's)."""
+FFmpeg must not take the server down (the functions run are longvmnet.demo.render's)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 
-from longvmnet import render
+from longvmnet.demo import render
 from longvmnet.video import DecoderCrashedError
 
 
 class Worker:
-    """Runs decoding and drawing jobs (functions of longvmnet.render) in spawned child processes.
+    """Runs decoding and drawing jobs (functions of longvmnet.demo.render) in spawned child processes.
 
     A crash (BrokenProcessPool) or a hang (timeout) in FFmpeg kills only the children; the pool is replaced
     for the next job and the caller gets a DecoderCrashedError with one sentence.

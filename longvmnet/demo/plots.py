@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from longvmnet.render import clock
+from longvmnet.demo.render import clock
 
 LINE, EVEN, SPAN, MATCH = "#1f77b4", "#d62728", "#2ca02c", "#ff5a00"
 # Fixed margins (fractions of the figure) fit these one-axes figures; a layout engine would double the drawing

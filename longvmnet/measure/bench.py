@@ -30,11 +30,11 @@ import torch
 from tqdm import tqdm
 
 from longvmnet.data.rest import ReSTData
-from longvmnet.evaluate import WINDOWS, to_query
 from longvmnet.hub import load_model
 from longvmnet.inference import answer, build_memory, scan, to_memory
-from longvmnet.ladder import baseline_answer
-from longvmnet.measure import (
+from longvmnet.measure.evaluate import WINDOWS, to_query
+from longvmnet.measure.ladder import baseline_answer
+from longvmnet.measure.resources import (
     Every,
     amp,
     descendants,
@@ -237,7 +237,7 @@ def query_latency(model, memory, queries: list, per_kind: int, progress: bool) -
 def _child(*args: str) -> dict:
     """Run a part in a fresh interpreter. `-c`, not `-m`: the decoder's spawned child then re-imports no main
     module and stays torch-free, as in normal use."""
-    code = f"from longvmnet.bench_child import main; main({list(args)!r})"
+    code = f"from longvmnet.measure.bench_child import main; main({list(args)!r})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=6 * 3600)
     if out.returncode != 0:
         raise RuntimeError(f"bench subprocess {args[0]} failed: {out.stderr.strip()[-2000:]}")

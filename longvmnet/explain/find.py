@@ -8,7 +8,7 @@ backbone can see, trained classes or not.
 
 Measured on a benchmark (object crops vs annotated appearances; `precision`):
 
-    python -m longvmnet.find --checkpoint checkpoints/longvmnet-synth --data runs/recipe/data \
+    python -m longvmnet.explain.find --checkpoint checkpoints/longvmnet-synth --data runs/recipe/data \
         --cache runs/recipe/cache --split test          # writes <checkpoint>/find.json
 """
 
@@ -117,7 +117,7 @@ def memories_for(model, cache_dir: str | None):
     """Video -> its memory: stage 1 on cached backbone tokens when a feature cache is given, else decoding."""
     if cache_dir:
         from longvmnet.data.features import FeatureCache
-        from longvmnet.ladder import memory_from_cache
+        from longvmnet.measure.ladder import memory_from_cache
 
         cache = FeatureCache(cache_dir, model)
         return lambda video: memory_from_cache(model, cache, video)
@@ -167,11 +167,11 @@ def main(argv: list[str] | None = None) -> None:
     began = time.perf_counter()
     result = precision(model, ReSTData(args.data), args.split, memories_for(model, args.cache))
     result |= {"checkpoint": model.fingerprint(), "seconds": round(time.perf_counter() - began, 1),
-               "command": " ".join(["python -m longvmnet.find", *(argv if argv is not None else sys.argv[1:])])}  # fmt: skip
+               "command": " ".join(["python -m longvmnet.explain.find", *(argv if argv is not None else sys.argv[1:])])}  # fmt: skip
     out = Path(args.out or Path(folder) / FILE)
     out.write_text(json.dumps(result, indent=1) + "\n")
     if args.out is None:
-        from longvmnet.report import set_card_section
+        from longvmnet.measure.report import set_card_section
 
         set_card_section(folder, CARD_HEADING, card_text(result))
     print(json.dumps(result))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -42,11 +41,11 @@ from longvmnet import distributed
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, video_batches
 from longvmnet.distributed import World
-from longvmnet.ladder import memory_from_cache
-from longvmnet.losses import Criterion
+from longvmnet.measure.ladder import memory_from_cache
 from longvmnet.model import LongVMNet
-from longvmnet.train_inputs import Row, RowRandom, TrainInputs
-from longvmnet.train_state import load_state, save_state
+from longvmnet.model.losses import Criterion
+from longvmnet.train.inputs import Row, RowRandom, TrainInputs
+from longvmnet.train.state import load_state, save_state
 
 
 @dataclass
@@ -263,7 +262,7 @@ class Trainer:
     def validate(self) -> None:
         """Score the val split from memories built on cached tokens (as stage 1 does); keep the best model.
         The score is the mean of the table's cells (activity R@1x, object and time, every window)."""
-        from longvmnet.evaluate import evaluate
+        from longvmnet.measure.evaluate import evaluate
 
         was_training = self.model.training
         result = evaluate(
@@ -407,9 +406,3 @@ def plot_curves(log: list[dict], val_log: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-if __name__ == "__main__":  # torchrun --nproc_per_node N -m longvmnet.train ARGS (those of `longvmnet train`)
-    from longvmnet.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))

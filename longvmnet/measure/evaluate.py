@@ -20,12 +20,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from longvmnet.box_ops import paired_iou
 from longvmnet.config import ModelConfig
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData
 from longvmnet.inference import answer, build_memory, load_crop
-from longvmnet.ladder import (
+from longvmnet.measure.ladder import (
     Prior,
     baseline_answers,
     blind_memory,
@@ -33,7 +32,8 @@ from longvmnet.ladder import (
     memory_stats,
     oracle_memory,
 )
-from longvmnet.metrics import recall_at_kx, tiou, viou
+from longvmnet.measure.metrics import recall_at_kx, tiou, viou
+from longvmnet.model.box_ops import paired_iou
 from longvmnet.queries import ActivityQuery, Answer, ObjectQuery, TimeQuery
 
 WINDOWS = ("short", "medium", "long")

@@ -15,7 +15,7 @@ equal-width bins, over the same pairs) is reported before (T = 1, b = 0) and aft
 test split.
 Written to <checkpoint>/calibration.json by
 
-    python -m longvmnet.calibration --checkpoint checkpoints/longvmnet-synth --data runs/recipe/data \
+    python -m longvmnet.explain.calibration --checkpoint checkpoints/longvmnet-synth --data runs/recipe/data \
         --cache runs/recipe/cache
 """
 
@@ -118,8 +118,8 @@ def pairs(q: dict, answer, activities: list[str], object_fps: float) -> tuple[li
 
 def collect(model, data, split: str, memories) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Answer every query of the split's videos from their memories; (probabilities, outcomes) per kind."""
-    from longvmnet.evaluate import to_query
     from longvmnet.inference import answer
+    from longvmnet.measure.evaluate import to_query
 
     c = model.config
     out = {k: ([], []) for k in KINDS}
@@ -198,7 +198,7 @@ def card_text(result: dict) -> str:
         "Each answer's confidence in the demo is the model's probability rescaled by a temperature and a bias "
         "(Platt scaling; a temperature alone where that scores better) fitted on the val split; the expected "
         f"calibration error ({result['bins']} bins) is measured on the test split "
-        "(`python -m longvmnet.calibration --data runs/recipe/data --cache runs/recipe/cache`).\n\n"
+        "(`python -m longvmnet.explain.calibration --data runs/recipe/data --cache runs/recipe/cache`).\n\n"
         "| kind | scaling | temperature | bias | calibration error before | after |\n|---|---|---|---|---|---|\n"
         + "\n".join(rows)
     )
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from longvmnet.data.rest import ReSTData
-    from longvmnet.find import memories_for
+    from longvmnet.explain.find import memories_for
     from longvmnet.hub import DEFAULT_CHECKPOINT, load_model
 
     folder = args.checkpoint or DEFAULT_CHECKPOINT
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     result["seconds"] = round(time.perf_counter() - began, 1)
     Path(args.out or Path(folder) / FILE).write_text(json.dumps(result, indent=1) + "\n")
     if args.out is None:
-        from longvmnet.report import set_card_section
+        from longvmnet.measure.report import set_card_section
 
         set_card_section(folder, CARD_HEADING, card_text(result))
     print(json.dumps(result, indent=1))

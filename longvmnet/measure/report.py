@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from longvmnet.backbone import PACKAGE_WEIGHTS  # noqa: E402
-from longvmnet.evaluate import DIAGNOSTIC_KEYS, TABLE_KEYS, WINDOWS  # noqa: E402
+from longvmnet.measure.evaluate import DIAGNOSTIC_KEYS, TABLE_KEYS, WINDOWS  # noqa: E402
+from longvmnet.model.backbone import PACKAGE_WEIGHTS  # noqa: E402
 
 NAMES = {  # table rows: the accuracy ladder bottom up (evaluate.LADDER), then the ablations
     "prior": "Prior (the query alone: training answers, no model, no video)",
@@ -157,7 +157,7 @@ def backbone_section(results: dict) -> str:
         return ""
     return f"""## Choosing the backbone
 Each candidate's own tokens (ImageNet weights, identity projection, no training), probed on the same videos:
-small classifiers fit on {results["backbones"].get("train_videos", "the")} training videos and scored on {results["backbones"].get("scored_videos", "the")} test videos (`longvmnet.probe`; few
+small classifiers fit on {results["backbones"].get("train_videos", "the")} training videos and scored on {results["backbones"].get("scored_videos", "the")} test videos (`longvmnet.measure.probe`; few
 videos, so few segments and classes: read the token figures, which count thousands of tokens, before the
 segment figures). Hand AUC: is
 a token on the hand (0.5 is chance); activity per token: the activity under way on a token of the acting
@@ -243,7 +243,7 @@ def noise(results: dict) -> str:
 
 def write_report(work: Path, results: dict, data, config, args) -> Path:
     sweep_plot(results, work / "memory_sweep.png")
-    docs = Path(__file__).resolve().parent.parent / "docs"
+    docs = Path(__file__).resolve().parents[2] / "docs"  # the repository (longvmnet/measure/report.py)
     if (work / "memory_sweep.png").exists() and not args.tiny:
         docs.mkdir(exist_ok=True)
         (docs / "memory_sweep.png").write_bytes((work / "memory_sweep.png").read_bytes())
@@ -416,11 +416,11 @@ backbone tokens (no decoding, no backbone), so it understates the baseline's tru
 measures both on raw video.
 
 ## Reproduce
-`make checkpoint` (or `python -m longvmnet.recipe --videos {args.videos} --minutes {args.minutes:g} --steps {args.steps} --extra-train-videos {args.extra_train_videos} --decoder-steps {args.decoder_steps} --variants {args.variants}`),
+`make checkpoint` (or `python -m longvmnet.train.recipe --videos {args.videos} --minutes {args.minutes:g} --steps {args.steps} --extra-train-videos {args.extra_train_videos} --decoder-steps {args.decoder_steps} --variants {args.variants}`),
 then `longvmnet evaluate --checkpoint checkpoints/longvmnet-synth --data runs/recipe/data --split test` (the
 ladder; `--method longvmnet` for one row). The demo's files beside the weights (out-of-domain statistics,
-calibration, find-object precision) come from `python -m longvmnet.domain`, `python -m longvmnet.calibration`
-and `python -m longvmnet.find`, each with `--data runs/recipe/data --cache runs/recipe/cache`.
+calibration, find-object precision) come from `python -m longvmnet.explain.domain`, `python -m longvmnet.explain.calibration`
+and `python -m longvmnet.explain.find`, each with `--data runs/recipe/data --cache runs/recipe/cache`.
 """
     (work / "MODEL_CARD.md").write_text(card)
     return work / "MODEL_CARD.md"
