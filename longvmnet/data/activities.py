@@ -107,7 +107,10 @@ def schedule(
     larger, i.e. nearer the camera, the likelier). Class frequencies differ per video (Dirichlet weights,
     damped by how often a class was done already); a picked-up object is put down within about a minute,
     wherever the person is then (in a free spot), and an opened lid is closed again before leaving; half the
-    stays end with an object taken along to the next place."""
+    stays end with an object taken along to the next place.
+
+    One job, long because its rules (what may follow what, where, for how long) share the state of the walk
+    through the video; split into functions they would pass all of it around."""
     n_obj, objs = len(scene.objects), scene.objects
     visible, is_open = [True] * n_obj, [False] * n_obj
     place = [int(p) for p in scene.place_of]  # where each object rests (-1: carried)

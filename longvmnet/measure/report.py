@@ -242,6 +242,8 @@ def noise(results: dict) -> str:
 
 
 def write_report(work: Path, results: dict, data, config, args) -> Path:
+    """The model card (README.md in the checkpoint folder) from the recipe's results. One job, long because it
+    is the card's text top to bottom: splitting it would scatter one document over several functions."""
     sweep_plot(results, work / "memory_sweep.png")
     docs = Path(__file__).resolve().parents[2] / "docs"  # the repository (longvmnet/measure/report.py)
     if (work / "memory_sweep.png").exists() and not args.tiny:

@@ -63,6 +63,8 @@ def stage(name: str, done: Path):
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """The recipe's steps in order (arguments, data, probes, training, evaluation, ablations, the card), each a
+    short nested function run once and skipped when its output exists: one job, read top to bottom."""
     p = argparse.ArgumentParser(prog="python -m longvmnet.train.recipe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--work", default=str(ROOT / "runs" / "recipe"))
