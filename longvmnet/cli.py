@@ -194,6 +194,14 @@ def cmd_bench(args) -> dict:
 
     result = run_bench(args.checkpoint, quick=args.quick, smallest=args.smallest, work=args.work)
     print(format_bench(result), file=sys.stderr)
+    if args.card:
+        from longvmnet.measure.bench import card_section
+        from longvmnet.measure.report import set_card_section
+
+        if not set_card_section(result["checkpoint"], "Speed", card_section(result)):
+            raise FileNotFoundError(
+                f"{Path(result['checkpoint']) / 'README.md'} (the model card) does not exist"
+            )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -305,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--smallest", action="store_true", help="the smallest setting (used by the tests)")
     s.add_argument("--work", default="runs/bench", help="folder for generated videos and caches")
     s.add_argument("--json", default=None, help="write the results as JSON here")
+    s.add_argument("--card", action="store_true", help="also write them into the checkpoint's model card")
     s.set_defaults(func=cmd_bench)
     return p
 

@@ -2,6 +2,7 @@
 baseline's decoded windows matching the frames stage 1 and the feature cache see."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -15,10 +16,19 @@ from longvmnet.measure.evaluate import WINDOWS
 
 
 def test_bench_smallest_through_cli(tiny_checkpoint, tmp_path, capsys):
-    out = tmp_path / "bench.json"
-    args = ["bench", "--smallest", "--checkpoint", str(tiny_checkpoint), "--work", str(tmp_path / "work")]
+    out, ckpt = tmp_path / "bench.json", tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    (ckpt / "README.md").write_text("# A card\n\n## Results\nnumbers\n")
+    args = ["bench", "--smallest", "--checkpoint", str(ckpt), "--work", str(tmp_path / "work"), "--card"]
     assert cli.main([*args, "--json", str(out)]) == 0
     r = json.loads(out.read_text())
+    card = (ckpt / "README.md").read_text()
+    assert (
+        card.startswith("# A card")
+        and "## Results\nnumbers" in card
+        and "## Speed\n`longvmnet bench --smallest`" in card
+    )
+    assert all(f"| {goal} " in card for goal in r["goals"]) and "| speedup (both stages) / limit |" in card
     for key in ("speedup", "stage1_s", "stage2_s", "baseline_s", "stage1_backbone_ratio", "peak_rss_mb",
                 "query_p50_ms", "query_p95_ms", "batched_qps", "sampler_step", "goals", "notes", "machine"):  # fmt: skip
         assert key in r, key

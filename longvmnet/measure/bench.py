@@ -376,3 +376,34 @@ def format_bench(r: dict) -> str:
     busy = "; ".join(f"{cmd} ({n} samples)" for cmd, n in r.get("busy_during", {}).items())
     out.append(f"other processes >= 10% CPU during the run: {busy or 'none'}; wall {r['wall_s']:.0f} s")
     return "\n".join(out)
+
+
+def card_section(r: dict) -> str:
+    """The model card's Speed section from a bench result: how it was run, the goals met and missed, the
+    speedup against the workload's limit and the query latencies."""
+    m = r["machine"]
+    out = [f"`longvmnet bench{' --quick' if r['mode'] == 'quick' else '' if r['mode'] == 'full' else ' --' + r['mode']}`: "
+           f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}{', ' + m['gpu'] if m['gpu'] else ''}; wall {r['wall_s']:.0f} s. "
+           "The speedup counts each video's stage 1 shared over its queries; the limit is what the workload allows "
+           "(seconds of video the per-query baseline reads / seconds stage 1 reads for the same queries).", "",
+           "| goal | measured | |", "|---|---|---|"]  # fmt: skip
+    out += [
+        f"| {k} {g['goal']} | {g['value']:g} | {'met' if g['met'] else 'missed'} |"
+        for k, g in r["goals"].items()
+    ]
+    out += [
+        "",
+        "| speedup (both stages) / limit | " + " | ".join(WINDOWS) + " |",
+        "|---" * (len(WINDOWS) + 1) + "|",
+    ]
+    out += [f"| {t} | " + " | ".join(f"{r['speedup'][t][w]:.1f} / {r['speedup_limit'][t][w]:.1f}" for w in WINDOWS
+                                     if w in r["speedup"][t]) + " |" for t in TYPES]  # fmt: skip
+    out += ["", "| query | p50 ms | p95 ms | batched q/s |", "|---|---|---|---|"]
+    out += [
+        f"| {t} | {r['query_p50_ms'][t]:.0f} | {r['query_p95_ms'][t]:.0f} | {r['batched_qps'][t]:.1f} |"
+        for t in TYPES
+    ]
+    s1 = r["stage1_s"]
+    out += ["", f"Stage 1: {s1['fps']:.0f} frames/s ({r['stage1_backbone_ratio']:.2f}x the backbone alone); peak RSS "
+            + ", ".join(f"{k} {v:.0f} MB" for k, v in r["peak_rss_mb"].items()) + "."]  # fmt: skip
+    return "\n".join(out)
