@@ -35,10 +35,8 @@ from longvmnet.video import DecodeReport, FrameReader, NoFramesError, VideoLimit
 
 Progress = Callable[[int, int], None]  # (frames scanned, frames in total)
 MAX_CROP_PIXELS = 4096 * 4096
-READ_FPS = {
-    "object": 0.5,
-    "time": 0.5,
-}  # decoder time queries per second, where fewer than the answer's (read_grid)
+# decoder time queries per second, where fewer than the answer's (read_grid)
+READ_FPS = {"object": 0.5, "time": 0.5}
 
 
 # ---------------------------------------------------------------------- stage 1
