@@ -166,6 +166,13 @@ def test_query_token_targets_mark_the_answer_object_and_hand_inside_the_answer()
     pos = np.array([0, 0, 3, 15, 5, 0])  # 4 x 4 grid: cup at 0 and 5, hand at 3, pan at 15
     hits = query_token_targets(ann, q, times, pos, grid=4)
     assert hits.tolist() == [False, True, True, False, True, False]
+    # an activity query: the object's segments inside the window, not the window's other seconds
+    ann["segments"] = [{"activity": "pour", "object": "cup", "start": 2.0, "end": 4.0},
+                       {"activity": "stir", "object": "pan", "start": 5.0, "end": 7.0}]  # fmt: skip
+    q = {"type": "activity", "object": "cup", "start": 0.0, "end": 10.0, "answer": {"activities": ["pour"]}}
+    assert query_token_targets(ann, q, times, pos, grid=4).tolist() == [False, True, True, False, True, False]
+    q["start"] = 3.5  # the segment clipped to the window
+    assert not query_token_targets(ann, q, times, pos, grid=4).any()
 
 
 def test_pointer_targets_train_object_and_time_queries(tiny_benchmark, tmp_path):
@@ -181,6 +188,8 @@ def test_pointer_targets_train_object_and_time_queries(tiny_benchmark, tmp_path)
     logs = tr.train_step([by_kind["object"]], {}, defaultdict(list))
     assert logs["pointer"] > 0 and "inside" not in logs
     assert "pointer" not in tr.train_step([by_kind["activity"]], {}, defaultdict(list))
+    tr.cfg.activity_pointer = True  # the pointer's target on activity queries too
+    assert tr.train_step([by_kind["activity"]], {}, defaultdict(list))["pointer"] > 0
 
 
 def test_decoder_phase_answers_from_the_full_scan_memory(tiny_benchmark, tmp_path):

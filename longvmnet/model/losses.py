@@ -44,7 +44,8 @@ class Criterion:
 
     def loss_activity(self, out: dict, tgt: dict) -> dict[str, torch.Tensor]:
         return {
-            "focal": sigmoid_focal_loss(out["activity_logits"], tgt["activity"].float(), self.focal_alpha)
+            "focal": sigmoid_focal_loss(out["activity_logits"], tgt["activity"].float(), self.focal_alpha),
+            **self.loss_pointer(out, tgt),
         }
 
     def loss_object(self, out: dict, tgt: dict) -> dict[str, torch.Tensor]:

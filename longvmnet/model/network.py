@@ -8,7 +8,7 @@ Model outputs are dicts with fixed keys:
   object:   boxes (b, l, 4) normalised cxcywh, presence_logits (b, l)
   time:     start_logits (b, l), end_logits (b, l)
 With the pointer (config.pointer) object and time outputs add token_logits (b, m), how well each memory
-token matches the query, and time outputs add inside_logits (b, l). Padded time queries carry heads.NEG.
+token matches the query (activity outputs too in training, for TrainConfig.activity_pointer), and time outputs add inside_logits (b, l). Padded time queries carry heads.NEG.
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ class LongVMNet(
         extra = mem_times.new_full((mem_times.shape[0], enc.shape[1] - mem_times.shape[1]), float("nan"))
         h = self.decode(enc, times, mask, kind, key_times=torch.cat([mem_times, extra], 1))
         ev = None
-        if self.config.pointer and kind != "activity":
+        if self.config.pointer and (kind != "activity" or self.training):  # activity: a training target only
             m = mem_times.shape[1]
             ev = self.localise(enc[:, :m], enc[:, m:], memory, times)
         out = self.heads[kind](h, mask.to(self.device), ev)

@@ -211,7 +211,7 @@ class TrainInputs:
                 item["crop"] = self.crops[q["crop"]]
             if kind in ("object", "time"):
                 item["activity"] = acts.index(q["activity"])
-            if c.pointer and kind != "activity":
+            if c.pointer and (kind != "activity" or self.cfg.activity_pointer):
                 f, pos = prov[i]
                 item["tokens"] = torch.from_numpy(
                     query_token_targets(video.annotations, q, self.feats[video.id].times[f], pos, c.grid)
