@@ -148,19 +148,11 @@ class AnswerHandlers:
         confidence = float(np.mean(inside[a : max(b, a + 1)]))
         result = {"start": ans.start, "end": ans.end, "score": ans.score, "confidence": round(confidence, 4),
                   "start_clock": render.clock(ans.start, tenths=True), "end_clock": render.clock(ans.end, tenths=True)}  # fmt: skip
-        # the timeline is drawn while the evidence is
-        plot = ctx.worker.submit(
-            plots.draw,
-            "timeline",
-            session.file("plots", f"time-{activity}").with_suffix(".png"),
-            ans.times,
-            inside,
-            (ans.start, ans.end),
-        )  # fmt: skip  (drawn while the evidence is)
+        timeline = plots.timeline(ans.times, inside, (ans.start, ans.end))
+        png = plots.save_image(timeline, session.file("plots", f"time-{activity}").with_suffix(".png"))
         lines, fields, evidence = self._report(session, memory, query, logits, image)
         head = (f"**'{esc(activity)}' from {render.clock(ans.start)} to {render.clock(ans.end)}** "
                 f"({ans.end - ans.start:.0f} s), confidence {confidence:.0%} (calibrated); the player jumps to its start.")  # fmt: skip
-        png = plot.result()
         data = {"kind": "time", "activity": activity, "start": start, "end": end, "answer": result,
                 "times": ans.times, "inside": inside} | fields  # fmt: skip
         return (

@@ -1,5 +1,5 @@
-"""Figures for the demo as plain matplotlib (Agg, no pyplot): time answers, find-this-object timelines and where
-the memory's tokens come from. Time axes read m:ss (h:mm:ss past an hour). Nothing here imports Gradio."""
+"""Figures for the demo: time answers' timelines drawn with PIL (a demo answer waits for them), and as plain
+matplotlib (Agg, no pyplot) find-this-object timelines and where the memory's tokens come from. Time axes read m:ss (h:mm:ss past an hour). Nothing here imports Gradio."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
+from PIL import Image, ImageDraw
 
-from longvmnet.demo.render import clock
+from longvmnet.demo.render import clock, font
 
 LINE, EVEN, SPAN, MATCH = "#1f77b4", "#d62728", "#2ca02c", "#ff5a00"
 # Fixed margins (fractions of the figure) fit these one-axes figures; a layout engine would double the drawing
@@ -37,21 +38,75 @@ def timeline(
     span: tuple[float, float],
     *,
     title: str | None = None,
-) -> Figure:
+    size: tuple[int, int] = (800, 280),
+) -> np.ndarray:
     """The probability that the activity is under way at each time of the query range (what the span is read
-    from: the run with the largest sum of logits), the predicted span shaded ("predicted span")."""
-    fig = _figure(8, 2.8)
-    ax = fig.add_subplot()
-    ax.axvspan(span[0], span[1], color=SPAN, alpha=0.25, label="predicted span")
-    ax.plot(times, inside_scores, color=LINE, lw=1.5, label="under way")
-    ax.axhline(0.5, color=EVEN, lw=0.8, ls="--", label="even odds")
-    ax.set_xlim(min(times[0], span[0]), max(times[-1], span[1]))
-    ax.set_ylim(0, 1.02)
-    _time_axis(ax)
-    ax.set_ylabel("probability")
-    ax.set_title(title or f"Predicted span {clock(span[0])}–{clock(span[1])}")
-    ax.legend(loc="upper right", fontsize=8)
-    return fig
+    from: the run with the largest sum of logits), the predicted span shaded, as an RGB image (h, w, 3).
+
+    Drawn with PIL in a few milliseconds in the server's own thread: the matplotlib figure it replaces took
+    40 ms in a worker process, and under 8 clients time answers queued behind it (issue 19)."""
+    w, h = size
+    left, right, top, bottom = 40, w - 14, 30, h - 46
+    x0, x1 = min(times[0], span[0]), max(times[-1], span[1])
+    x1 = max(x1, x0 + 1e-3)
+    px = lambda t: left + (t - x0) / (x1 - x0) * (right - left)  # noqa: E731
+    py = lambda p: bottom - p / 1.02 * (bottom - top)  # noqa: E731
+    img = np.full((h, w, 3), 255, np.uint8)
+    a, b = int(round(px(span[0]))), int(round(px(span[1])))
+    img[top:bottom, a : max(b, a + 1)] = (0.75 * 255 + 0.25 * np.array(_rgb(SPAN))).astype(np.uint8)
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    small, large = font(11), font(13)
+    for x in range(left, right, 10):  # even odds, dashed
+        draw.line([(x, py(0.5)), (min(x + 5, right), py(0.5))], fill=EVEN, width=1)
+    draw.line([(px(t), py(float(p))) for t, p in zip(times, inside_scores)], fill=LINE, width=2)
+    draw.rectangle([left, top, right, bottom], outline="black", width=1)
+    for t in time_ticks(x0, x1):
+        x = px(t)
+        draw.line([(x, bottom), (x, bottom + 4)], fill="black")
+        draw.text((x, bottom + 6), clock(t), fill="black", font=small, anchor="mt")
+    for p in (0.0, 0.5, 1.0):
+        draw.line([(left - 4, py(p)), (left, py(p))], fill="black")
+        draw.text((left - 6, py(p)), f"{p:g}", fill="black", font=small, anchor="rm")
+    draw.text(((left + right) / 2, h - 6), "time in the video (m:ss)", fill="black", font=large, anchor="md")
+    title = title or f"Probability that it is under way; predicted span {clock(span[0])} to {clock(span[1])}"
+    draw.text(((left + right) / 2, top - 6), title, fill="black", font=large, anchor="md")
+    x, y = right - 118, top + 6  # the legend
+    draw.rectangle([x - 6, y - 4, right - 6, y + 50], fill="white", outline="#cccccc")
+    for i, (label, colour, kind) in enumerate(
+        (("predicted span", SPAN, "box"), ("under way", LINE, "line"), ("even odds", EVEN, "dash"))
+    ):
+        yy = y + 8 + 16 * i
+        if kind == "box":
+            draw.rectangle([x, yy - 4, x + 18, yy + 4], fill=_tint(SPAN, 0.25))
+        else:
+            step = 6 if kind == "dash" else 18
+            for xx in range(x, x + 18, step * 2 if kind == "dash" else 18):
+                draw.line([(xx, yy), (xx + step, yy)], fill=colour, width=1 if kind == "dash" else 2)
+        draw.text((x + 24, yy), label, fill="black", font=small, anchor="lm")
+    return np.asarray(pil)
+
+
+def time_ticks(start: float, end: float, most: int = 8) -> list[float]:
+    """Round tick times (seconds) over [start, end]: the smallest of 1 s ... 2 h steps giving <= `most` ticks."""
+    steps = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
+    step = next((s for s in steps if (end - start) / s <= most), steps[-1])
+    first = math.ceil(start / step) * step
+    return [float(first + i * step) for i in range(int((end - first) // step) + 1)]
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def _tint(colour: str, alpha: float) -> tuple[int, int, int]:
+    return tuple(int(round(255 * (1 - alpha) + c * alpha)) for c in _rgb(colour))
+
+
+def save_image(image: np.ndarray, path: str | Path) -> str:
+    """Write an RGB image as a PNG (light compression: a demo answer waits for it). -> its path"""
+    Image.fromarray(image).save(path, format="PNG", compress_level=1)
+    return str(path)
 
 
 def find_timeline(
@@ -111,7 +166,7 @@ def save(fig: Figure, path: str | Path, *, dpi: int = 100) -> str:
 
 
 def draw(kind: str, path: str | Path, /, *args, **kwargs) -> str:
-    """One of this module's figures (`timeline`, `find_timeline`, `memory_histogram`), drawn straight to a PNG:
+    """One of this module's figures (`find_timeline`, `memory_histogram`), drawn straight to a PNG:
     the demo calls it in its worker processes, away from the server's threads. -> the PNG's path"""
-    figures = {"timeline": timeline, "find_timeline": find_timeline, "memory_histogram": memory_histogram}
+    figures = {"find_timeline": find_timeline, "memory_histogram": memory_histogram}
     return save(figures[kind](*args, **kwargs), path)

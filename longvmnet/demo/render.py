@@ -41,7 +41,7 @@ def clock(seconds: float, *, tenths: bool = False) -> str:
 
 
 @cache
-def _font(size: int) -> ImageFont.ImageFont:
+def font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
@@ -69,11 +69,11 @@ def patch_box(row: int, col: int, grid: int, width: int, height: int) -> tuple[i
 
 
 def _label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, color, size: int) -> None:
-    font = _font(size)
+    face = font(size)
     x, y = xy
-    left, top, right, bottom = draw.textbbox((x, y), text, font=font)
+    left, top, right, bottom = draw.textbbox((x, y), text, font=face)
     draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=color)
-    draw.text((x, y), text, fill=(255, 255, 255), font=font)
+    draw.text((x, y), text, fill=(255, 255, 255), font=face)
 
 
 # --------------------------------------------------------------------------------------------- boxes
@@ -113,7 +113,7 @@ def band(image: np.ndarray, text: str) -> np.ndarray:
     height = (size + 8) // 2 * 2
     out = Image.new("RGB", (w, h + height), (0, 0, 0))
     out.paste(Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)), (0, height))
-    ImageDraw.Draw(out).text((4, (height - size) // 2), text, fill=(255, 255, 255), font=_font(size))
+    ImageDraw.Draw(out).text((4, (height - size) // 2), text, fill=(255, 255, 255), font=font(size))
     return np.asarray(out)
 
 
@@ -237,11 +237,11 @@ def mosaic(
     cell_w, cell_h = tile + 2, tile + label_h + 2
     sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    font = _font(label_h - 2)
+    face = font(label_h - 2)
     for i, (patch, label) in enumerate(zip(patches, labels)):
         x, y = (i % columns) * cell_w + 1, (i // columns) * cell_h + 1
         sheet.paste(Image.fromarray(np.ascontiguousarray(patch)).resize((tile, tile), Image.BILINEAR), (x, y))
-        draw.text((x + tile / 2, y + tile + 1), label, fill=(40, 40, 40), font=font, anchor="ma")
+        draw.text((x + tile / 2, y + tile + 1), label, fill=(40, 40, 40), font=face, anchor="ma")
     return np.asarray(sheet)
 
 
