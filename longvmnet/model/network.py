@@ -8,7 +8,8 @@ Model outputs are dicts with fixed keys:
   object:   boxes (b, l, 4) normalised cxcywh, presence_logits (b, l)
   time:     start_logits (b, l), end_logits (b, l)
 With the pointer (config.pointer) object and time outputs add token_logits (b, m), how well each memory
-token matches the query (activity outputs too in training, for TrainConfig.activity_pointer), and time outputs add inside_logits (b, l). Padded time queries carry heads.NEG.
+token matches the query (activity outputs too in training, for TrainConfig.activity_pointer), and time
+outputs add inside_logits (b, l). Padded time queries carry heads.NEG.
 """
 
 from __future__ import annotations
