@@ -53,12 +53,11 @@ def timeline(
     py = lambda p: bottom - p / 1.02 * (bottom - top)  # noqa: E731
     img = np.full((h, w, 3), 255, np.uint8)
     a, b = int(round(px(span[0]))), int(round(px(span[1])))
-    img[top:bottom, a : max(b, a + 1)] = (0.75 * 255 + 0.25 * np.array(_rgb(SPAN))).astype(np.uint8)
+    img[top:bottom, a : max(b, a + 1)] = _tint(SPAN, 0.25)
     pil = Image.fromarray(img)
     draw = ImageDraw.Draw(pil)
     small, large = font(11), font(13)
-    for x in range(left, right, 10):  # even odds, dashed
-        draw.line([(x, py(0.5)), (min(x + 5, right), py(0.5))], fill=EVEN, width=1)
+    _dashed(draw, left, right, py(0.5))  # even odds
     draw.line([(px(t), py(float(p))) for t, p in zip(times, inside_scores)], fill=LINE, width=2)
     draw.rectangle([left, top, right, bottom], outline="black", width=1)
     for t in time_ticks(x0, x1):
@@ -73,16 +72,14 @@ def timeline(
     draw.text(((left + right) / 2, top - 6), title, fill="black", font=large, anchor="md")
     x, y = right - 118, top + 6  # the legend
     draw.rectangle([x - 6, y - 4, right - 6, y + 50], fill="white", outline="#cccccc")
-    for i, (label, colour, kind) in enumerate(
-        (("predicted span", SPAN, "box"), ("under way", LINE, "line"), ("even odds", EVEN, "dash"))
-    ):
+    for i, label in enumerate(("predicted span", "under way", "even odds")):
         yy = y + 8 + 16 * i
-        if kind == "box":
+        if i == 0:
             draw.rectangle([x, yy - 4, x + 18, yy + 4], fill=_tint(SPAN, 0.25))
+        elif i == 1:
+            draw.line([(x, yy), (x + 18, yy)], fill=LINE, width=2)
         else:
-            step = 6 if kind == "dash" else 18
-            for xx in range(x, x + 18, step * 2 if kind == "dash" else 18):
-                draw.line([(xx, yy), (xx + step, yy)], fill=colour, width=1 if kind == "dash" else 2)
+            _dashed(draw, x, x + 18, yy)
         draw.text((x + 24, yy), label, fill="black", font=small, anchor="lm")
     return np.asarray(pil)
 
@@ -93,6 +90,12 @@ def time_ticks(start: float, end: float, most: int = 8) -> list[float]:
     step = next((s for s in steps if (end - start) / s <= most), steps[-1])
     first = math.ceil(start / step) * step
     return [float(first + i * step) for i in range(int((end - first) // step) + 1)]
+
+
+def _dashed(draw: ImageDraw.ImageDraw, x0: float, x1: float, y: float) -> None:
+    """The even-odds line: 5-px dashes every 10 px from x0 to x1."""
+    for x in range(int(x0), int(x1), 10):
+        draw.line([(x, y), (min(x + 5, x1), y)], fill=EVEN, width=1)
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:
