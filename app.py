@@ -91,14 +91,13 @@ def layout(logic, ex: dict | None, session_ttl_s: float) -> SimpleNamespace:
                             gr.JSON(visible=False)]  # fmt: skip
         with gr.Tab(TAB_NAMES["time"], id="time"):
             c.ask_time = gr.Button("Ask", variant="primary", elem_id="ask-time")
-            time_plot = gr.Image(label="Is the activity under way?", interactive=False, elem_id="timeline")
-            time_parts = widgets.answer_parts("time", png=True)
+            time_plot = widgets.timeline("Is the activity under way?", "timeline")
             c.time_json = gr.JSON(visible=False)  # the span in seconds, for API clients and the player
-            c.time_out = [time_plot, *time_parts, c.time_json]
+            c.time_out = [time_plot, *widgets.answer_parts("time"), c.time_json]
         with gr.Tab(TAB_NAMES["find"], id="find"):
             c.find = gr.Button("Find", variant="primary", elem_id="find-object")
-            c.find_out = [gr.Image(label="Where the object appears", interactive=False, elem_id="find-timeline"),
-                          *widgets.answer_parts("find", png=True, what="Best-matching memory tokens"),
+            c.find_out = [widgets.timeline("Where the object appears", "find-timeline"),
+                          *widgets.answer_parts("find", what="Best-matching memory tokens"),
                           gr.JSON(visible=False)]  # fmt: skip
         with gr.Tab(TAB_NAMES["memory"], id="memory"):
             with gr.Row():

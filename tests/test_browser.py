@@ -184,7 +184,8 @@ def test_a_whole_session_in_the_browser(page):
     assert clock(answer["answer"]["start"]) in note
     tokens = answer["evidence"]["tokens"]
     assert tokens and all(q["start"] - 1e-3 <= t["time"] <= q["end"] + 1e-3 for t in tokens)
-    assert Image.open(download(page, "#time-png")).format == "PNG"
+    timeline = download(page, "#timeline button[aria-label='Download']")  # the image's own download button
+    assert Image.open(timeline).format == "PNG"
     page.wait_for_function(
         f"Math.abs(document.querySelector('#video video').currentTime - {answer['answer']['start']}) < 1.5",
         timeout=15_000,

@@ -136,7 +136,7 @@ class AnswerHandlers:
     @friendly("answering the time query")
     def time(self, activity: str | None, crop: str | None, start, end, session: Session | None):
         """When is `activity` done to the crop's object during [start, end] s -> (timeline PNG, note, evidence
-        gallery, answer JSON file, timeline PNG file, span dict)."""
+        gallery, answer JSON file, span dict)."""
         ctx = self.ctx
         memory = ctx.memory(session)
         start, end = ctx.time_range(start, end, memory)
@@ -155,19 +155,12 @@ class AnswerHandlers:
                 f"({ans.end - ans.start:.0f} s), confidence {confidence:.0%} (calibrated); the player jumps to its start.")  # fmt: skip
         data = {"kind": "time", "activity": activity, "start": start, "end": end, "answer": result,
                 "times": ans.times, "inside": inside} | fields  # fmt: skip
-        return (
-            png,
-            note(head, *lines),
-            evidence,
-            ctx.write_json(session, f"time-{activity}", data),
-            png,
-            result,
-        )
+        return png, note(head, *lines), evidence, ctx.write_json(session, f"time-{activity}", data), result
 
     @friendly("finding the object")
     def find(self, crop: str | None, start, end, session: Session | None):
         """Where the crop's object appears during [start, end] s, by similarity to the memory's tokens ->
-        (timeline PNG, note, best-match gallery, answer JSON file, timeline PNG file, found dict)."""
+        (timeline PNG, note, best-match gallery, answer JSON file, found dict)."""
         ctx = self.ctx
         memory = ctx.memory(session)
         start, end = ctx.time_range(start, end, memory)
@@ -201,4 +194,4 @@ class AnswerHandlers:
         } | result
         gallery = self._draw(session, [(m["time"], m["row"], m["col"]) for m in matches])
         text = note(head, *warnings, coverage_sentence(cov), measured)
-        return png, text, gallery, ctx.write_json(session, "find", data), png, result
+        return png, text, gallery, ctx.write_json(session, "find", data), result

@@ -5,18 +5,19 @@ from __future__ import annotations
 import gradio as gr
 
 
-def answer_parts(
-    name: str, *, png: bool = False, what: str = "Evidence: the memory tokens that weighed most"
-):
-    """Below every answer: its note, its evidence gallery and its downloads (JSON; PNG timeline if `png`)."""
+def answer_parts(name: str, *, what: str = "Evidence: the memory tokens that weighed most"):
+    """Below every answer: its note, its evidence gallery and the answer's JSON download. A timeline is
+    downloaded from its own image's button (one transfer per answer, not two)."""
     note = gr.Markdown(elem_id=f"{name}-note")
     evidence = gr.Gallery(label=f"{what} (patches, then their frames)", show_label=False, columns=4, height=300,
                           object_fit="contain", format="jpeg", elem_id=f"{name}-evidence")  # fmt: skip
-    with gr.Row():
-        files = [gr.DownloadButton("Download the answer (JSON)", elem_id=f"{name}-json", size="sm")]
-        if png:
-            files.append(gr.DownloadButton("Download the timeline (PNG)", elem_id=f"{name}-png", size="sm"))
-    return note, evidence, *files
+    json_file = gr.DownloadButton("Download the answer (JSON)", elem_id=f"{name}-json", size="sm")
+    return note, evidence, json_file
+
+
+def timeline(label: str, name: str):
+    """A timeline answer's image, with its own download (PNG) and full-screen buttons."""
+    return gr.Image(label=label, interactive=False, buttons=["download", "fullscreen"], elem_id=name)
 
 
 def save_load():
