@@ -49,6 +49,7 @@ class ModelConfig:
     # --- decoder ---
     time_bias: bool = False  # time-local cross-attention: per-head bias -slope_h * |t_query - t_token| (ours)
     pointer: bool = False  # object and time heads read query-matched memory tokens near each time (ours)
+    activity_conv: int = 0  # >0: the activity head convolves its time queries (this kernel), then mean + max
     # --- query fusion ---
     # "paper": memory frames x object tokens element-wise; "pooled": x the mean object token
     fusion: str = "paper"
@@ -92,6 +93,7 @@ PRESETS: dict[str, ModelConfig] = {
         activity_max_queries=120,
         fusion="pooled",
         pointer=True,
+        activity_conv=9,
     ),
     # Seconds-fast for tests: a 1-layer ViT at 32 px (4 x 4 tokens), random weights.
     "tiny": ModelConfig(
@@ -110,6 +112,7 @@ PRESETS: dict[str, ModelConfig] = {
         dropout=0.0,
         time_bias=True,
         pointer=True,
+        activity_conv=3,
         decoder_chunk=32,
         clip_len=4,
         memory_frames=4,

@@ -48,12 +48,6 @@ def ask(memory: str, q: dict) -> dict:
     return cli(*args)
 
 
-# Issue 17: the object and activity examples are answered right; this marks the time miss and fails (strict) once met.
-MISSED = pytest.mark.xfail(
-    strict=True, reason="issue 17: the bundled checkpoint still answers this example wrongly"
-)
-
-
 def test_activity_example_ranks_a_true_activity_first(memory):
     q = QUERIES["activity"]
     ranked = ask(memory, q)["activities"]
@@ -72,7 +66,6 @@ def test_object_example_boxes_the_object_on_most_of_its_frames(memory):
     assert float((iou >= 0.5).float().mean()) > 0.5, f"IoU >= 0.5 on {float((iou >= 0.5).float().mean()):.0%}"
 
 
-@MISSED
 def test_time_example_finds_the_span(memory):
     q = QUERIES["time"]
     a = ask(memory, q)

@@ -324,3 +324,23 @@ def test_a_crop_asked_about_twice_goes_through_the_backbone_once(model, monkeypa
     assert seen == [2, 1]
     assert torch.equal(tokens[0], tokens[2]) and torch.equal(tokens[0], tokens[3])
     assert torch.allclose(tokens[1], alone[0], atol=1e-5)
+
+
+def test_activity_conv_head_starts_as_the_mean_head_and_ignores_padding():
+    from longvmnet.model.heads import ActivityHead
+
+    torch.manual_seed(0)
+    plain, conv = ActivityHead(16, 5), ActivityHead(16, 5, conv=9)
+    conv.fc.load_state_dict(plain.fc.state_dict())  # a model trained without the convolution, loaded
+    h, mask = torch.randn(2, 12, 16), torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 7:] = False
+    before = conv(h, mask)["activity_logits"]
+    assert torch.allclose(before, plain(h, mask)["activity_logits"])  # the new parts start at zero
+    for p in conv.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    out = conv(h, mask)["activity_logits"]
+    padded = h.clone()
+    padded[1, 7:] = 100.0  # what padding holds must not matter
+    assert torch.allclose(conv(padded, mask)["activity_logits"], out, atol=1e-5)
+    flipped = conv(h.flip(1), torch.ones_like(mask))["activity_logits"]  # unlike the mean, it sees the order
+    assert not torch.allclose(flipped[0], out[0], atol=1e-4)

@@ -15,16 +15,31 @@ NEG = -1e4  # logit given to padded time queries (finite, so cross-entropy stays
 
 
 class ActivityHead(nn.Module):
-    """Mean-pool over the valid time queries -> multi-label logits. (b, l, d), (b, l) -> (b, c)"""
+    """Mean-pool over the valid time queries -> multi-label logits. (b, l, d), (b, l) -> (b, c)
 
-    def __init__(self, d_model: int, num_classes: int):
+    With `conv` k > 0 (ours): first a residual temporal convolution over the time queries (how the outputs
+    change from one time to the next: an activity's motion), then logits from the mean and from the maximum
+    over time. Both new parts start at zero, so a model trained without them answers the same at first."""
+
+    def __init__(self, d_model: int, num_classes: int, conv: int = 0):
         super().__init__()
         self.fc = nn.Linear(d_model, num_classes)
+        self.conv = self.peak = None
+        if conv:
+            self.conv = nn.Conv1d(d_model, d_model, conv, padding=conv // 2)
+            self.peak = nn.Linear(d_model, num_classes)
+            for p in (*self.conv.parameters(), *self.peak.parameters()):
+                nn.init.zeros_(p)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ev: dict | None = None) -> dict[str, torch.Tensor]:
         w = mask.unsqueeze(-1).to(h.dtype)
-        pooled = (h * w).sum(1) / w.sum(1).clamp(min=1.0)
-        return {"activity_logits": self.fc(pooled)}
+        if self.conv is None:
+            return {"activity_logits": self.fc((h * w).sum(1) / w.sum(1).clamp(min=1.0))}
+        x = h * w
+        x = (x + torch.nn.functional.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))) * w
+        mean = x.sum(1) / w.sum(1).clamp(min=1.0)
+        peak = x.masked_fill(w == 0, float("-inf")).amax(1)
+        return {"activity_logits": self.fc(mean) + self.peak(peak)}
 
 
 class ObjectHead(nn.Module):

@@ -87,7 +87,7 @@ class LongVMNet(
         self.role_embed = nn.Embedding(3, d)  # encoder input roles: memory, object, activity
         self.kind_embed = nn.Embedding(len(KINDS), d)  # which query type the decoder answers
         self.heads = nn.ModuleDict(
-            {"activity": ActivityHead(d, len(c.activities)), "object": ObjectHead(d, c.grid),
+            {"activity": ActivityHead(d, len(c.activities), c.activity_conv), "object": ObjectHead(d, c.grid),
              "time": TimeHead(d, c.pointer)}
         )  # fmt: skip
         if c.pointer:  # query-matched memory tokens, read near each time query (`localise`)

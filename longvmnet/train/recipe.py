@@ -40,8 +40,9 @@ VARIANTS = {  # name -> (train config changes, model config changes), trained en
     "pointer": ({}, {"pointer": True}),  # ours: heads that read query-matched memory tokens
 }
 # End to end trains the paper's heads; the decoder phase (the model that ships, the preset's config) adds ours,
-# their new parameters initialised afresh: the pointer's (object and time queries read the matching tokens).
-PAPER_HEADS = {"pointer": False}
+# their new parameters initialised afresh: the pointer's (object and time queries read the matching tokens) and
+# the activity head's temporal convolution (zero at first: the end-to-end head's answers to start from).
+PAPER_HEADS = {"pointer": False, "activity_conv": 0}
 # trained by default (within the 2-hour budget: end to end takes 30 minutes here); the others on request
 DEFAULT_VARIANTS = ["end_to_end", "baseline"]
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=500, help="training steps of every variant (same budget)")
     p.add_argument("--decoder-steps", type=int, default=400,
                    help="steps of the decoder phase after end-to-end training (the model that ships)")  # fmt: skip
-    p.add_argument("--extra-train-videos", type=int, default=11,
+    p.add_argument("--extra-train-videos", type=int, default=31,
                    help="more generated training videos, added before the decoder phase (which they train)")  # fmt: skip
     p.add_argument("--val-every", type=int, default=100, help="steps between validations (best model kept)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"of {','.join(VARIANTS)}")
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"The end-to-end model has weights the shipped one lacks: {loaded.unexpected_keys}"
             )
         cfg = TrainConfig(max_steps=args.decoder_steps, epochs=10**6, seed=args.seed, method="decoder",
-                          batch_size=16, val_every=args.val_every)  # fmt: skip
+                          batch_size=16, val_every=args.val_every, activity_pointer=True)  # fmt: skip
         Trainer(model, data, cache, cfg, shipped).run()
 
     train_decoder()

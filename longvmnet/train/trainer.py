@@ -65,7 +65,7 @@ class TrainConfig:
     token_dropout: float = 0.1  # drop backbone token channels (stands in for frame augmentations)
     # the pointer's target on activity queries too: the crop's object and the hand during its segments in the window
     # (models with the pointer; the activity head does not read it). A fine-tune A/B on two seeds: object and
-    # time answers gain, activity's equal (issue 17, session 12); the shipped checkpoint predates it
+    # time answers gain, activity's equal; the recipe's decoder phase sets it
     activity_pointer: bool = False
     sampler_aux: float = 1.0  # weight of the sampler's target: keep tokens showing activities (0 = off)
     scan_every: int = 100  # decoder phase: steps between rescans of the videos (the projection trains)
