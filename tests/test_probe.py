@@ -89,6 +89,7 @@ def test_token_probes_find_the_hand_in_tokens_under_their_patches(pool, tmp_path
     assert (
         0 <= true["trajectory_activity_accuracy"] <= 1
         and 0 <= true["memory_trajectory_activity_accuracy"] <= 1
+        and 0 <= true["memory_segment_activity_accuracy"] <= 1
     )
     assert 0 <= true["memory_activity_share"] <= 1 and true["memory_tokens_per_segment"] >= 0
     # the last stand-in's stage 1 keeps a full memory of distinct tokens

@@ -190,9 +190,11 @@ class Samples:
     segment_x: list = field(default_factory=list)
     trajectory_x: list = field(default_factory=list)
     segment_y: list = field(default_factory=list)
-    # per segment: the trajectory through the acting tokens that the memory keeps, its class (-1 where fewer
-    # than 2 frames keep one) and how many such tokens it keeps; per video: the memory's share of them
+    # per segment: the trajectory through the acting tokens that the memory keeps, what those tokens look like
+    # (`segment_feature` over them alone), its class (-1 where fewer than 2 frames keep one) and how many such
+    # tokens it keeps; per video: the memory's share of them
     memory_x: list = field(default_factory=list)
+    memory_feature_x: list = field(default_factory=list)
     memory_y: list = field(default_factory=list)
     memory_tokens: list = field(default_factory=list)
     memory_share: list = field(default_factory=list)
@@ -200,7 +202,7 @@ class Samples:
     def tensors(self, token_width: int, segment_width: int) -> dict[str, torch.Tensor]:
         """The lists concatenated (empty ones as 0-row tensors)."""
         widths = {"hand_x": token_width, "token_x": token_width, "segment_x": segment_width,
-                  "trajectory_x": 16, "memory_x": 16}  # fmt: skip
+                  "trajectory_x": 16, "memory_x": 16, "memory_feature_x": segment_width}  # fmt: skip
         out = {}
         for name, parts in vars(self).items():
             empty = torch.zeros(0, widths[name]) if name in widths else torch.zeros(0, dtype=torch.long)
@@ -247,11 +249,14 @@ def _samples(model, cache, videos, motion, rng, negatives: float, progress: bool
             if memory:
                 in_memory = on & kept[frames]
                 out.memory_tokens.append(torch.tensor([float(in_memory.sum())]))
-                in_memory = in_memory[in_memory.any(1)]
+                seen = in_memory.any(1)
+                in_memory = in_memory[seen]
                 traced = len(in_memory) >= 2
                 out.memory_x.append(
                     (segment_trajectory(in_memory, c.grid) if traced else torch.zeros(16))[None]
                 )
+                look = segment_feature(x[frames[seen], :, : c.d_model], in_memory) if traced else None
+                out.memory_feature_x.append((torch.zeros(5 * c.d_model) if look is None else look)[None])
                 out.memory_y.append(torch.tensor([label - 1 if traced else -1]))
     return out.tensors(c.d_model * (3 if motion else 1), 5 * c.d_model)
 
@@ -282,13 +287,14 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
     """Fit the probes on `train` videos and score them on `evaluate` videos.
     -> {"hand_auc", "token_activity_accuracy", "segment_activity_accuracy", "trajectory_activity_accuracy",
         "memory_activity_share", "memory_tokens_per_segment", "memory_trajectory_activity_accuracy",
-        "activity_chance", "majority_class_accuracy", "motion", "samples": {...}}"""
+        "memory_segment_activity_accuracy", "activity_chance", "majority_class_accuracy", "motion",
+        "samples": {...}}"""
     if not evaluate:
         raise ProbeError("The split to score has no videos; choose another split.")
     model.eval()
     n_cls = len(model.config.activities)
     rng = np.random.default_rng(seed)
-    tr = _samples(model, cache, train, motion, rng, 0.1, progress, "probe: training videos")
+    tr = _samples(model, cache, train, motion, rng, 0.1, progress, "probe: training videos", memory=True)
     if not tr["hand_y"].any() or not len(tr["segment_y"]):
         raise ProbeError(
             "The training videos show no hand or no activity to fit the probes on; add videos with --pool."
@@ -302,9 +308,12 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
         sd = torch.where(sd > 1e-6, sd, torch.ones_like(sd))  # a feature that never varies stays as it is
         return lambda x: (x - mu) / sd
 
-    scale = {name: standard(name) for name in ("segment", "trajectory")}
+    scale = {name: standard(name) for name in ("segment", "trajectory", "memory_feature")}
     few = {"batch": 128, "lr": 1e-3, "dropout": 0.2}  # segments number hundreds, not hundreds of thousands
     segment = _fit(scale["segment"](tr["segment_x"]), tr["segment_y"], n_cls, steps, seed, **few)
+    traced = tr["memory_y"] >= 0  # the memory's own segment probe: fit on what training memories keep
+    in_memory = _fit(scale["memory_feature"](tr["memory_feature_x"][traced]), tr["memory_y"][traced], n_cls,
+                     steps, seed, **few) if traced.any() else segment  # fmt: skip
     trajectory = _fit(scale["trajectory"](tr["trajectory_x"]), tr["segment_y"], n_cls, steps, seed, **few)
 
     def accuracy(net, x, y) -> float:
@@ -331,6 +340,10 @@ def probe_tokens(model, cache: FeatureCache, train: list[VideoItem], evaluate: l
             "memory_tokens_per_segment": ev["memory_tokens"].median().item() if len(ev["memory_tokens"]) else 0,
             "memory_trajectory_activity_accuracy": accuracy(  # segments the memory cannot trace count as misses
                 trajectory, scale["trajectory"](ev["memory_x"]), ev["memory_y"]
+            ),
+            # a segment probe fit and scored on the acting tokens that memories keep: is the class in the memory?
+            "memory_segment_activity_accuracy": accuracy(
+                in_memory, scale["memory_feature"](ev["memory_feature_x"]), ev["memory_y"]
             ),
             "activity_chance": round(1 / n_cls, 4),
             "majority_class_accuracy": round((ev["segment_y"] == majority).float().mean().item(), 4)
