@@ -255,8 +255,10 @@ def _samples(model, cache, videos, motion, rng, negatives: float, progress: bool
                 out.memory_x.append(
                     (segment_trajectory(in_memory, c.grid) if traced else torch.zeros(16))[None]
                 )
-                look = segment_feature(x[frames[seen], :, : c.d_model], in_memory) if traced else None
-                out.memory_feature_x.append((torch.zeros(5 * c.d_model) if look is None else look)[None])
+                out.memory_feature_x.append(
+                    (segment_feature(x[frames[seen], :, : c.d_model], in_memory) if traced
+                     else torch.zeros(5 * c.d_model))[None]
+                )  # fmt: skip
                 out.memory_y.append(torch.tensor([label - 1 if traced else -1]))
     return out.tensors(c.d_model * (3 if motion else 1), 5 * c.d_model)
 

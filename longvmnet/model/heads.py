@@ -33,13 +33,13 @@ class ActivityHead(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ev: dict | None = None) -> dict[str, torch.Tensor]:
         w = mask.unsqueeze(-1).to(h.dtype)
-        if self.conv is None:
-            return {"activity_logits": self.fc((h * w).sum(1) / w.sum(1).clamp(min=1.0))}
         x = h * w
-        x = (x + torch.nn.functional.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))) * w
-        mean = x.sum(1) / w.sum(1).clamp(min=1.0)
-        peak = x.masked_fill(w == 0, float("-inf")).amax(1)
-        return {"activity_logits": self.fc(mean) + self.peak(peak)}
+        if self.conv is not None:
+            x = (x + nn.functional.gelu(self.conv(x.transpose(1, 2)).transpose(1, 2))) * w
+        logits = self.fc(x.sum(1) / w.sum(1).clamp(min=1.0))
+        if self.peak is not None:
+            logits = logits + self.peak(x.masked_fill(w == 0, float("-inf")).amax(1))
+        return {"activity_logits": logits}
 
 
 class ObjectHead(nn.Module):
