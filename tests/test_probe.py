@@ -139,3 +139,38 @@ def test_token_features_add_the_change_of_each_patch_and_repeat_the_ends():
     )
     _, far = token_features(model, cache, video, motion=5)  # longer than the video: its ends stand in
     assert torch.allclose(far[:, :, 3:6], t - t[0]) and torch.allclose(far[:, :, 6:], t[2] - t)
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_memory_probes_count_what_the_memory_keeps(pool, tmp_path, monkeypatch, keep):
+    """With a memory that keeps every scanned token, the memory's share of acting tokens is the video's and
+    each segment keeps all its acting tokens, so the memory's segment probe sees what the segment probe sees
+    and scores the same; with a memory that keeps none, no segment can be traced and every one is a miss."""
+    from longvmnet.data.features import FeatureCache
+    from longvmnet.data.rest import patch_activities
+    from longvmnet.measure import probe
+
+    monkeypatch.setattr(
+        probe, "kept_tokens", lambda model, cache, video, times: np.full((len(times), 49), keep)
+    )
+    videos = pool.split("all")
+    torch.manual_seed(0)
+    model = LongVMNet(stand_in_config(d_model=16, memory_fps=5.0))
+    model.backbone = PatchColours(model.config.grid)
+    model.proj = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(3, 16))
+    cache = FeatureCache(tmp_path, model)
+    out = probe.probe_tokens(model, cache, videos[:1], videos[1:], steps=200, progress=False)
+    times = cache.video(videos[1].path).times
+    act = patch_activities(videos[1].annotations, times, model.config.grid, model.config.activities)
+    on = [
+        int((act[(times >= s["start"]) & (times <= s["end"])] == 1 + ACTIVITIES.index(s["activity"])).sum())
+        for s in videos[1].annotations["segments"]
+        if ((times >= s["start"]) & (times <= s["end"])).sum() >= 2
+    ]
+    if keep:
+        assert out["memory_activity_share"] == pytest.approx((act > 0).mean(), abs=1e-4)
+        assert out["memory_tokens_per_segment"] == torch.tensor(on, dtype=torch.float).median().item() > 0
+        assert out["memory_segment_activity_accuracy"] == out["segment_activity_accuracy"]
+    else:
+        assert out["memory_tokens_per_segment"] == out["memory_activity_share"] == 0
+        assert out["memory_segment_activity_accuracy"] == out["memory_trajectory_activity_accuracy"] == 0

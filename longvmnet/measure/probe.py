@@ -236,7 +236,7 @@ def _samples(model, cache, videos, motion, rng, negatives: float, progress: bool
         out.token_y.append(torch.from_numpy(act[act > 0] - 1))
         if memory:
             kept = kept_tokens(model, cache, v, times)
-            out.memory_share.append(torch.tensor([float((act[kept] > 0).mean())]))
+            out.memory_share.append(torch.tensor([float((act[kept] > 0).mean()) if kept.any() else 0.0]))
         for seg in v.annotations["segments"]:
             frames = np.flatnonzero((times >= seg["start"]) & (times <= seg["end"]))
             label = 1 + c.activities.index(seg["activity"])
