@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from longvmnet.memory import Memory, MemoryMeta
-from longvmnet.model import MemoryTensors
+from longvmnet.model import KINDS, MemoryTensors
 from longvmnet.queries import (
     ActivityAnswer,
     ActivityQuery,
@@ -195,7 +195,9 @@ def crop_tokens(model, crops: Sequence[np.ndarray]) -> torch.Tensor:
     """Object crops of any size -> (b, p, d) tokens from the same frozen backbone. A crop that appears
     several times in the batch (one object asked about in many queries) goes through the backbone once."""
     keys = [_crop_key(c) for c in crops]
-    first = {k: i for i, k in reversed(list(enumerate(keys)))}
+    first: dict[str, int] = {}  # each distinct crop's first place, in the order of the batch
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
     unique = list(first)
     tokens = model.embed_frames(crop_images(model, [crops[first[k]] for k in unique]))
     if len(unique) == len(keys):
@@ -274,22 +276,47 @@ def _interpolate(out: dict[str, torch.Tensor], coarse: dict, fine: dict) -> dict
     return new
 
 
-def answer_batch(model, memory: MemoryTensors, kind: str, batch: Sequence[Query],
-                 crops: Callable | None = None) -> tuple[list[Answer], dict[str, torch.Tensor]]:  # fmt: skip
+def _encoder_key(query: Query) -> tuple[str, str]:
+    """What a query's encoder input depends on: its crop's pixels and its activity (not its range)."""
+    crop = getattr(query, "crop", None)
+    return (_crop_key(crop) if crop is not None else "", getattr(query, "activity", ""))
+
+
+def encode_queries(model, memory: MemoryTensors, kind: str, queries: Sequence[Query],
+                   crops: Callable | None = None, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The encoder outputs of queries of one kind over a memory batched once (b = 1), each distinct input
+    (crop and activity) encoded once, `batch_size` at a time. -> outputs (u, n, d), each query's row (q,)"""
+    c = model.config
+    keys = [_encoder_key(q) for q in queries]
+    rows = {k: j for j, k in enumerate(dict.fromkeys(keys))}
+    distinct = [queries[keys.index(k)] for k in rows]
+    parts = []
+    for at in range(0, len(distinct), batch_size):
+        part = distinct[at : at + batch_size]
+        obj = act = None
+        if kind in ("activity", "time"):
+            obj = (crops or (lambda images: crop_tokens(model, images)))([q.crop for q in part])
+        if kind in ("object", "time"):
+            act = torch.tensor([c.activities.index(q.activity) for q in part])
+        mem = {k: v.expand(len(part), *v.shape[1:]) for k, v in memory.items()}
+        parts.append(model.encode(mem, object_tokens=obj, activity=act))
+    return torch.cat(parts), torch.tensor([rows[k] for k in keys])
+
+
+def answer_batch(model, memory: MemoryTensors, kind: str, batch: Sequence[Query], crops: Callable | None = None,
+                 encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list[Answer], dict[str, torch.Tensor]]:  # fmt: skip
     """Stage 2 for a batch of queries of one kind from a memory batched once (b = 1). -> answers, and the
     model's outputs (`token_logits` among them when the model has a pointer). `crops` maps crop images to
-    their tokens (default `crop_tokens`; an `inference.CropTokens` cache)."""
+    their tokens (default `crop_tokens`; an `inference.CropTokens` cache). `encoded`: the batch's encoder
+    outputs from `encode_queries` (else they are computed here)."""
     c = model.config
+    if kind not in KINDS:
+        raise ValueError(f"Unknown query kind {kind!r}; use one of {', '.join(KINDS)}.")
+    enc, rows = encoded if encoded is not None else encode_queries(model, memory, kind, batch, crops)
     fps, read_fps, max_len = read_grid(model, kind)
     grid = collate(list(batch), read_fps, max_len)
     mem = {k: v.expand(len(batch), *v.shape[1:]) for k, v in memory.items()}
-    obj = None
-    if kind in ("activity", "time"):
-        obj = (crops or (lambda images: crop_tokens(model, images)))([q.crop for q in batch])
-    act = (
-        torch.tensor([c.activities.index(q.activity) for q in batch]) if kind in ("object", "time") else None
-    )
-    out = model(mem, kind, grid["times"], grid["mask"], object_tokens=obj, activity=act)
+    out = model.read(enc[rows], mem, kind, grid["times"], grid["mask"])
     if read_fps != fps:
         fine = collate(list(batch), fps)
         out, grid = _interpolate(out, grid, fine), fine
@@ -298,12 +325,20 @@ def answer_batch(model, memory: MemoryTensors, kind: str, batch: Sequence[Query]
 
 @torch.inference_mode()
 def answer(
-    model, memory: Memory, queries: Sequence[Query], *, batch_size: int = 32, max_time_queries: int = 4096
+    model,
+    memory: Memory,
+    queries: Sequence[Query],
+    *,
+    batch_size: int = 32,
+    max_time_queries: int = 4096,
+    max_encoded: int = 64,
 ) -> list[Answer]:
     """Stage 2: answer queries of any kinds from the memory alone, batched by kind. Order is kept.
 
-    Batches group similar window lengths and hold at most `max_time_queries` padded decoder time queries:
-    on a CPU, larger batches of long windows ran slower than single queries (activations leave the cache).
+    Queries with the same inputs (crop, activity) and other ranges share one encoder pass (`encode_queries`),
+    `max_encoded` distinct inputs held at a time. Batches group similar window lengths and hold at most
+    `max_time_queries` padded decoder time queries: on a CPU, larger batches of long windows ran slower than
+    single queries (activations leave the cache).
     """
     if model.training:  # eval() walks every module: a few ms per call, a tenth of a short query
         model.eval()
@@ -311,16 +346,23 @@ def answer(
         validate(q, duration_s=memory.meta.duration_s, activities=model.config.activities)
     mem1 = {k: v.to(model.device) for k, v in memory.batched().items()}
     results: list[Answer | None] = [None] * len(queries)
-    for kind in ("activity", "object", "time"):
+    for kind in KINDS:
         _, read_fps, max_len = read_grid(model, kind)
-        todo = sorted(
-            (len(time_grid(q.start, q.end, read_fps, max_len)), i)
-            for i, q in enumerate(queries)
-            if q.kind == kind
-        )
-        for idx in _batches(todo, batch_size, max_time_queries):
-            for i, a in zip(idx, answer_batch(model, mem1, kind, [queries[i] for i in idx])[0]):
-                results[i] = a
+        of_kind = [i for i, q in enumerate(queries) if q.kind == kind]
+        key = {i: _encoder_key(queries[i]) for i in of_kind}
+        distinct = list(dict.fromkeys(key.values()))
+        for at in range(0, len(distinct), max_encoded):
+            group = set(distinct[at : at + max_encoded])
+            members = [i for i in of_kind if key[i] in group]
+            enc, rows = encode_queries(model, mem1, kind, [queries[i] for i in members])
+            row = dict(zip(members, rows.tolist()))
+            todo = sorted(
+                (len(time_grid(queries[i].start, queries[i].end, read_fps, max_len)), i) for i in members
+            )
+            for idx in _batches(todo, batch_size, max_time_queries):
+                batch, encoded = [queries[i] for i in idx], (enc, torch.tensor([row[i] for i in idx]))
+                for i, a in zip(idx, answer_batch(model, mem1, kind, batch, encoded=encoded)[0]):
+                    results[i] = a
     return results  # type: ignore[return-value]
 
 

@@ -320,10 +320,14 @@ def test_a_crop_asked_about_twice_goes_through_the_backbone_once(model, monkeypa
     a, b = (rng.integers(0, 255, (20, 30, 3), dtype=np.uint8) for _ in range(2))
     with torch.inference_mode():
         tokens = crop_tokens(model, [a, b, a.copy(), a])
-        alone = crop_tokens(model, [b])
-    assert seen == [2, 1]
+        alone = [crop_tokens(model, [x])[0] for x in (a, b)]
+        distinct = crop_tokens(model, [a, b])
+    assert seen == [2, 1, 1, 2]
     assert torch.equal(tokens[0], tokens[2]) and torch.equal(tokens[0], tokens[3])
-    assert torch.allclose(tokens[1], alone[0], atol=1e-5)
+    for i in range(2):  # each crop keeps its own tokens, whether or not the batch repeats a crop
+        assert torch.allclose(tokens[i], alone[i], atol=1e-5) and torch.allclose(
+            distinct[i], alone[i], atol=1e-5
+        )
 
 
 def test_activity_conv_head_starts_as_the_mean_head_and_ignores_padding():
@@ -344,3 +348,49 @@ def test_activity_conv_head_starts_as_the_mean_head_and_ignores_padding():
     assert torch.allclose(conv(padded, mask)["activity_logits"], out, atol=1e-5)
     flipped = conv(h.flip(1), torch.ones_like(mask))["activity_logits"]  # unlike the mean, it sees the order
     assert not torch.allclose(flipped[0], out[0], atol=1e-4)
+
+
+def test_queries_with_the_same_inputs_share_one_encoder_pass(model, monkeypatch):
+    """Queries that differ only in their range share an encoder pass, and answer as they would alone; at most
+    `max_encoded` distinct inputs are held at a time."""
+    import numpy as np
+
+    from longvmnet import inference
+    from longvmnet.memory import Memory, MemoryMeta
+    from longvmnet.queries import ActivityQuery, ObjectQuery, TimeQuery
+
+    c = model.config
+    mem = random_memory(model, b=1)
+    memory = Memory(
+        mem["tokens"][0], mem["times"][0], mem["rows"][0], mem["cols"][0], MemoryMeta(duration_s=60)
+    )
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 255, (20, 30, 3), dtype=np.uint8) for _ in range(2))
+    queries = [ActivityQuery(a, 0.0, 20.0), ActivityQuery(b, 5.0, 50.0), ActivityQuery(a.copy(), 30.0, 59.0),
+               ObjectQuery(c.activities[1], 0.0, 10.0), ObjectQuery(c.activities[1], 20.0, 40.0),
+               TimeQuery(c.activities[0], a, 0.0, 30.0), TimeQuery(c.activities[2], a, 10.0, 40.0),
+               TimeQuery(c.activities[0], a, 30.0, 60.0)]  # fmt: skip
+    encoded = []
+    encode = model.encode
+    monkeypatch.setattr(
+        model, "encode", lambda mem, **kw: encoded.append(len(mem["tokens"])) or encode(mem, **kw)
+    )
+    model.eval()
+    together = inference.answer(model, memory, queries)
+    assert encoded == [2, 1, 2]  # activity: crops a, b; object: one activity; time: (a, 0), (a, 2)
+    encoded.clear()
+    alone = [inference.answer(model, memory, [q])[0] for q in queries]
+    assert len(encoded) == len(queries)
+
+    def close(x, y):  # answers equal up to float rounding
+        if isinstance(x, float):
+            return x == pytest.approx(y, abs=1e-4)
+        if isinstance(x, (list, tuple)):
+            return len(x) == len(y) and all(close(u, v) for u, v in zip(x, y))
+        return x == y
+
+    for x, y in zip(together, alone):
+        assert type(x) is type(y) and all(close(v, getattr(y, k)) for k, v in vars(x).items())
+    encoded.clear()
+    inference.answer(model, memory, queries, max_encoded=1)
+    assert encoded == [1, 1, 1, 1, 1]

@@ -1,4 +1,5 @@
-"""Long-VMNet: backbone, neural sampler, memory write, encoder-decoder and heads.
+"""Long-VMNet: backbone, neural sampler, memory write, encoder, heads and the pointer (the decoder's reading
+of the encoder output is in `decoding.py`, identity and loading in `checkpoint.py`).
 
 Letters: b batch, m memory tokens, k clip tokens, p tokens per frame (grid^2), l time queries, d width,
 c activity classes.
@@ -14,12 +15,6 @@ outputs add inside_logits (b, l). Padded time queries carry heads.NEG.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
-from dataclasses import replace
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
@@ -28,29 +23,18 @@ from torch import nn
 
 from longvmnet.config import ModelConfig
 from longvmnet.model.backbone import Backbone
+from longvmnet.model.checkpoint import CheckpointIO
+from longvmnet.model.decoding import KINDS, TimeQueryDecoding, sdpa_attention
 from longvmnet.model.heads import ActivityHead, ObjectHead, TimeHead
 from longvmnet.model.position_encoding import spatial_encoding, temporal_encoding
 from longvmnet.model.sampler import NeuralSampler, relaxed_topk
 
-KINDS = ("activity", "object", "time")
 MemoryTensors = dict[str, torch.Tensor]  # tokens (b, m, d), times (b, m), rows (b, m), cols (b, m)
 
 
-@contextlib.contextmanager
-def sdpa_attention():
-    """Turn off the inference "fast path" of nn.TransformerEncoderLayer / nn.MultiheadAttention while inside:
-    it computes attention with bmm + (masked) softmax, where the regular path calls
-    scaled_dot_product_attention (flash attention on the CPU). Same math; on a 2-core CPU the sampler runs
-    2.2x, the encoder 1.5x and the decoder 1.6-1.9x faster (longvmnet bench). No effect with grad enabled."""
-    before = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(before)
-
-
 class LongVMNet(
+    CheckpointIO,
+    TimeQueryDecoding,
     nn.Module,
     PyTorchModelHubMixin,
     library_name="longvmnet",
@@ -226,72 +210,6 @@ class LongVMNet(
             return mem * obj.mean(1, keepdim=True)
         raise ValueError(f"Unknown fusion {c.fusion!r}; use paper or pooled.")
 
-    def time_bias(self, times: torch.Tensor, key_times: torch.Tensor) -> torch.Tensor:
-        """Cross-attention bias -slope_h * |t_query - t_key| in seconds; keys without a time (NaN) get 0.
-
-        times (b, l), key_times (b, n)  ->  (b * heads, l, n), the layout of nn.MultiheadAttention's attn_mask
-        """
-        dt = (times.to(self.device)[:, :, None] - key_times.to(self.device)[:, None, :]).abs().nan_to_num(0.0)
-        bias = -F.softplus(self.time_slope)[None, :, None, None] * dt[:, None]
-        return rearrange(bias, "b h l n -> (b h) l n")
-
-    def decode(
-        self,
-        enc: torch.Tensor,
-        times: torch.Tensor,
-        mask: torch.Tensor,
-        kind: str,
-        key_times: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Temporal-encoding queries cross-attend the encoder output, self-attending within chunks.
-
-        enc (b, n, d), times (b, l), mask (b, l) True = real query, key_times (b, n) seconds of the encoder
-        tokens (NaN: no time), used by the time-local bias when the config has it  ->  (b, l, d)
-        """
-        b, length = times.shape
-        chunk = min(self.config.decoder_chunk, length)
-        pad = (-length) % chunk
-        tgt = self.time_pe(times) + self.kind_embed.weight[KINDS.index(kind)]
-        valid = mask.to(self.device)
-        if pad:
-            tgt = F.pad(tgt, (0, 0, 0, pad))
-            valid = F.pad(valid, (0, pad), value=False)
-            times = F.pad(times.to(self.device), (0, pad), mode="replicate")
-        bias = None
-        if self.config.time_bias:
-            if key_times is None:
-                raise ValueError("A time-biased decoder needs the times of the encoder tokens (key_times).")
-            bias = self.time_bias(times, key_times).to(tgt.dtype)
-        valid = rearrange(valid, "b (n c) -> (b n) c", c=chunk)
-        valid = valid | ~valid.any(1, keepdim=True)  # a chunk of padding only attends to itself (no NaN)
-        # nn.TransformerDecoder's layers (norm_first) step by step: self-attention within chunks, but every
-        # time query cross-attends the encoder output at once, so its keys/values are projected once, not
-        # once per chunk (same math; with sdpa_attention, object queries over long windows ~2x faster).
-        x = tgt  # (b, l, d)
-        with sdpa_attention():
-            for layer in self.decoder.layers:
-                xc = rearrange(x, "b (n c) d -> (b n) c d", c=chunk)
-                xc = xc + self._self_attention(layer, layer.norm1(xc), ~valid)
-                x = rearrange(xc, "(b n) c d -> b (n c) d", b=b)
-                x = x + self._cross_attention(layer, layer.norm2(x), enc, bias)
-                h = layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm3(x)))))
-                x = x + layer.dropout3(h)
-        return self.decoder.norm(x)[:, :length]
-
-    @staticmethod
-    def _self_attention(
-        layer: nn.TransformerDecoderLayer, x: torch.Tensor, pad: torch.Tensor
-    ) -> torch.Tensor:
-        out = layer.self_attn(x, x, x, key_padding_mask=pad, need_weights=False)[0]
-        return layer.dropout1(out)
-
-    @staticmethod
-    def _cross_attention(
-        layer: nn.TransformerDecoderLayer, x: torch.Tensor, enc: torch.Tensor, bias: torch.Tensor | None
-    ) -> torch.Tensor:
-        out = layer.multihead_attn(x, enc, enc, attn_mask=bias, need_weights=False)[0]
-        return layer.dropout2(out)
-
     def forward(
         self,
         memory: MemoryTensors,
@@ -313,7 +231,15 @@ class LongVMNet(
         if needs_object != (object_tokens is not None) or needs_activity != (activity is not None):
             raise ValueError(f"A {kind} query takes {'an object crop' if needs_object else 'no crop'} and "
                              f"{'an activity' if needs_activity else 'no activity'}.")  # fmt: skip
-        enc = self.encode(memory, object_tokens=object_tokens, activity=activity)
+        return self.read(self.encode(memory, object_tokens=object_tokens, activity=activity), memory, kind,
+                         times, mask)  # fmt: skip
+
+    def read(
+        self, enc: torch.Tensor, memory: MemoryTensors, kind: str, times: torch.Tensor, mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The decoder and the kind's head over an encoder output (`encode`): enc (b, m + q, d), the memory
+        it encoded, times and mask (b, l). The encoder output does not depend on the query's range, so
+        queries with the same inputs and other ranges can share one (`inference.answer`)."""
         mem_times = memory["times"].to(self.device, torch.float32)
         extra = mem_times.new_full((mem_times.shape[0], enc.shape[1] - mem_times.shape[1]), float("nan"))
         h = self.decode(enc, times, mask, kind, key_times=torch.cat([mem_times, extra], 1))
@@ -348,58 +274,6 @@ class LongVMNet(
         xy = torch.stack([memory["cols"], memory["rows"]], -1).to(self.device, torch.float32)
         centre = logits.softmax(-1) @ ((xy + 0.5) / g)
         return {"token_logits": match, "evidence": logits.logsumexp(-1), "centre": centre}
-
-    # ------------------------------------------------------------------ identity
-    def fingerprint(self) -> str:
-        """Short hash of the config and weights: memories are only valid for the checkpoint that wrote them."""
-        if self._fingerprint is None:
-            h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
-            for name, t in sorted(self.state_dict().items()):
-                h.update(name.encode())
-                h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            self._fingerprint = h.hexdigest()[:16]
-        return self._fingerprint
-
-    @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: str | None,
-        cache_dir,
-        force_download: bool,
-        local_files_only: bool,
-        token,
-        map_location: str = "cpu",
-        strict: bool = True,
-        config: ModelConfig | dict | None = None,
-        **model_kwargs,
-    ) -> LongVMNet:
-        """Strict safetensors loading (never a pickle). The backbone's weights come from the checkpoint,
-        so it is built without fetching timm's pretrained weights."""
-        if config is None:
-            raise FileNotFoundError(f"{model_id} has no config.json.")
-        config = ModelConfig(**config) if isinstance(config, dict) else config
-        model = cls(replace(config, backbone_pretrained=False, backbone_weights=None), **model_kwargs)
-        if os.path.isdir(model_id):
-            model_file = os.path.join(model_id, "model.safetensors")
-        else:
-            from huggingface_hub import hf_hub_download
-
-            model_file = hf_hub_download(
-                repo_id=model_id,
-                filename="model.safetensors",
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                token=token,
-                local_files_only=local_files_only,
-            )
-        return cls._load_as_safetensor(model, model_file, map_location, strict)
-
-    def load_state_dict(self, *args, **kwargs):
-        self._fingerprint = None
-        return super().load_state_dict(*args, **kwargs)
 
 
 def build_model(config: ModelConfig) -> LongVMNet:
