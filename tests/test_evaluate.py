@@ -174,7 +174,8 @@ def test_recipe_smallest_setting(tmp_path):
     results = main(["--tiny", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "ckpt"),
                     "--variants", "baseline,no_continual,random_memory"])  # fmt: skip
     ladder = {"prior", "blind", "oracle", "baseline", "longvmnet", "random_memory", "uniform_frames"}
-    assert ladder | {"end_to_end", "no_continual", "sweep_2", "sweep_4", "fresh_all"} <= set(results)
+    fresh = {"fresh_all", "fresh_blind", "fresh_random"}  # the fresh benchmark's own ladder rungs
+    assert ladder | fresh | {"end_to_end", "no_continual", "sweep_2", "sweep_4"} <= set(results)
     assert results["fresh_all"]["split"] == "all" and results["fresh_all"]["videos"] >= 1
     decoder_log = json.loads((tmp_path / "work" / "longvmnet" / "train_log.json").read_text())
     assert decoder_log["config"]["method"] == "decoder" and len(decoder_log["log"]) == 3  # --tiny: 3 steps
@@ -194,6 +195,9 @@ def test_recipe_smallest_setting(tmp_path):
     assert {r.split(" | ")[0][2:] for r in memory_rows} >= {"Oracle memory (the annotated activity tokens)",
                                                               "Uniform frames"}  # fmt: skip
     assert "| memory enrichment in activity tokens (x) | >= 5 |" in card
+    assert "| target | goal | test | met | fresh | met |" in card  # the targets read on both sets
+    blind_rows = [r for r in card.splitlines() if r.startswith("| activity: minus blind, short |")]
+    assert len(blind_rows) == 1 and blind_rows[0].count("|") == 7 and "| - |" not in blind_rows[0]
     assert "## The benchmark (version 2)" in card and "## Choosing the backbone" in card
     (probed,) = results["backbones"]["rows"]  # the fastest candidate, its own tokens probed
     assert probed["tokens"] == "7x7" and probed["channels"] == 112 and probed["frames_per_s"] > 0

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--fresh-videos",
         type=int,
-        default=2,
+        default=12,
         help="videos of a second benchmark (seed + 1) the model never saw, evaluated with --split all",
     )
     p.add_argument("--preset", default="lite")
@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
         generate_fresh()
         fresh = ReSTData(work / "fresh")
         record("fresh_all", lambda: evaluate(main_model(), fresh, "all", method="longvmnet"))
+        record("fresh_blind", lambda: evaluate(main_model(), fresh, "all", method="blind"))
+        record("fresh_random", lambda: evaluate(main_model(), fresh, "all", method="random", cache=cache))
     from longvmnet.measure.report import write_report
 
     write_report(work, results, data, config, args)
