@@ -183,6 +183,14 @@ def cmd_probe(args) -> dict:
     scored = ReSTData(args.eval_data or args.data).split(args.split)
     cache = FeatureCache(args.cache or Path(args.data) / "cache", model)
     result = probe_tokens(model, cache, train, scored, motion=args.motion, steps=args.steps, seed=args.seed)
+    if args.readers:
+        from longvmnet.measure.readers import probe_readers
+
+        train_sets = [(ReSTData(args.data), ReSTData(args.data).split("train"))]
+        train_sets += [(ReSTData(pool), ReSTData(pool).split("all")) for pool in args.pool]
+        eval_data = ReSTData(args.eval_data or args.data)
+        result["readers"] = probe_readers(model, cache, train_sets, (eval_data, eval_data.split(args.split)),
+                                          steps=args.steps, seed=args.seed)  # fmt: skip
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
@@ -303,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--motion", type=int, default=0, help="add each patch's change over this many frames")
     r.add_argument("--steps", type=int, default=1500)
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument(
+        "--readers",
+        action="store_true",
+        help="also: can readers of the memory tokens in an activity query's window name its activities "
+        "(annotated acting tokens, every token, the pointer's; measure/readers.py)",
+    )
     r.add_argument("--cache", default=None, help="feature cache folder (default: DATA/cache)")
     r.add_argument("--json", default=None, help="write the result as JSON here")
     r.set_defaults(func=cmd_probe)

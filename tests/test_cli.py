@@ -79,8 +79,15 @@ def test_probe_writes_its_figures(tiny_benchmark, tiny_checkpoint, tmp_path):
     out = tmp_path / "probe.json"
     ck = ["--checkpoint", str(tiny_checkpoint), "--data", str(tiny_benchmark), "--cache", str(tmp_path / "c")]
     res = json.loads(run("probe", *ck, "--pool", str(tiny_benchmark), "--split", "all", "--steps", "5",
-                         "--motion", "1", "--json", str(out)).stdout)  # fmt: skip
+                         "--motion", "1", "--readers", "--json", str(out)).stdout)  # fmt: skip
     assert json.loads(out.read_text()) == res and 0 <= res["hand_auc"] <= 1 and res["motion"] == 1
+    bench = json.loads((tiny_benchmark / "benchmark.json").read_text())
+    asked = [q["video"] for q in bench["queries"] if q["type"] == "activity"]
+    train = sum(bench["videos"][v]["split"] == "train" for v in asked)
+    assert res["readers"]["queries"] == {
+        "train": train + len(asked),
+        "scored": len(asked),
+    }  # the pool fits too
     grid = json.loads((tiny_checkpoint / "config.json").read_text())["grid"]
     assert res["samples"]["hand"]["scored"] == grid**2 * sum(
         round(json.loads(p.read_text())["duration"]) for p in (tiny_benchmark / "annotations").glob("*.json")

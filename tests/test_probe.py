@@ -174,3 +174,48 @@ def test_memory_probes_count_what_the_memory_keeps(pool, tmp_path, monkeypatch, 
     else:
         assert out["memory_tokens_per_segment"] == out["memory_activity_share"] == 0
         assert out["memory_segment_activity_accuracy"] == out["memory_trajectory_activity_accuracy"] == 0
+
+
+def test_window_feature_reads_the_weighted_tokens_frame_by_frame():
+    from longvmnet.measure.probe import time_summary
+    from longvmnet.measure.readers import window_feature
+
+    tokens = torch.arange(12.0).reshape(6, 2)  # 3 frames (t = 0, 1, 2) of 2 tokens
+    times = torch.tensor([0.0, 0.0, 1.0, 1.0, 2.0, 2.0])
+    first = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])  # the first token of each frame
+    f = window_feature(tokens, times, first)
+    assert torch.allclose(f[:-2], time_summary(tokens[[0, 2, 4]])) and f[-2:].tolist() == [3.0, 3.0]
+    both = window_feature(tokens, times, torch.ones(6))  # a frame's tokens are averaged
+    assert torch.allclose(both[:2], tokens.reshape(3, 2, 2).mean((0, 1)))
+    one = window_feature(tokens, times, torch.tensor([0.0, 0.0, 2.0, 2.0, 0.0, 0.0]))  # one frame: still
+    assert one[-2:].tolist() == [1.0, 4.0] and torch.allclose(one[2:4], torch.zeros(2))
+    assert not window_feature(tokens, times, torch.zeros(6)).any()
+
+
+def test_reader_probe_scores_every_activity_query_with_each_weighting(pool, tmp_path):
+    from longvmnet.data.features import FeatureCache
+    from longvmnet.measure.metrics import recall_at_kx
+    from longvmnet.measure.readers import probe_readers
+
+    torch.manual_seed(0)
+    model = LongVMNet(stand_in_config(d_model=16))
+    model.backbone = PatchColours(model.config.grid)
+    model.proj = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Linear(3, 16))
+    cache = FeatureCache(tmp_path, model)
+    first, second = pool.split("all")
+    out = probe_readers(model, cache, [(pool, [first])], (pool, [second]), steps=50, progress=False)
+    asked = [[q for q in v.queries if q["type"] == "activity"] for v in (first, second)]
+    assert out["queries"] == {"train": len(asked[0]), "scored": len(asked[1])} and all(asked)
+    r = out["activity_r1x"]
+    assert set(r) == {"annotated", "uniform", "pointer", "prior"}
+    assert all(0 <= x <= 100 for row in r.values() for x in row.values())
+    # the prior row ranks the classes by their share of the training answers
+    freq = np.zeros(len(ACTIVITIES))
+    for q in asked[0]:
+        for a in q["answer"]["activities"]:
+            freq[ACTIVITIES.index(a)] += 1
+    by_window = {}
+    for q in asked[1]:
+        hit = recall_at_kx(list(freq), [ACTIVITIES.index(a) for a in q["answer"]["activities"]])
+        by_window.setdefault(q["window"], []).append(hit)
+    assert r["prior"] == {w: round(100 * float(np.mean(h)), 1) for w, h in by_window.items()}

@@ -142,7 +142,7 @@ def patch_hands(annotation: dict, times: np.ndarray, grid: int) -> np.ndarray:
     )
 
 
-def _summary(s: torch.Tensor) -> torch.Tensor:
+def time_summary(s: torch.Tensor) -> torch.Tensor:
     """A sequence (n >= 2, k) as one vector: its mean, last minus first, mean absolute step, std, and first
     half's mean minus second half's. -> (5 k,)"""
     half = len(s) // 2
@@ -154,7 +154,7 @@ def segment_feature(x: torch.Tensor, on: np.ndarray) -> torch.Tensor:
     """What the tokens of one activity segment look like: x (n, p, d) of its n scanned frames, on (n, p) its
     object's and hand's patches; per frame the mean of those tokens, summarised over time. -> (5 d,)"""
     on_t = torch.from_numpy(on).to(x.dtype)
-    return _summary((x * on_t[..., None]).sum(1) / on_t.sum(1, keepdim=True).clamp(min=1))
+    return time_summary((x * on_t[..., None]).sum(1) / on_t.sum(1, keepdim=True).clamp(min=1))
 
 
 def segment_trajectory(on: np.ndarray, grid: int) -> torch.Tensor:
@@ -174,7 +174,7 @@ def segment_trajectory(on: np.ndarray, grid: int) -> torch.Tensor:
     if seen.any():  # frames without such patches sit at the segment's mean place
         path[~seen] = path[seen].mean(0)
     path[:, :2] -= path[:, :2].mean(0)  # how the patches move, not where in this scene they are
-    return torch.cat([_summary(path), seen.float().mean()[None]])
+    return torch.cat([time_summary(path), seen.float().mean()[None]])
 
 
 @dataclass
