@@ -171,26 +171,27 @@ def cmd_probe(args) -> dict:
     from longvmnet.hub import load_model
     from longvmnet.measure.probe import probe_tokens
 
+    data = ReSTData(args.data)
     if args.backbone:
         from longvmnet.measure.probe import backbone_model
 
-        model = backbone_model(args.backbone, args.block, args.image_size, ReSTData(args.data).activities)
+        model = backbone_model(args.backbone, args.block, args.image_size, data.activities)
     else:
         model = load_model(args.checkpoint)
-    train = ReSTData(args.data).split("train")
-    for pool in args.pool:
-        train += ReSTData(pool).split("all")
-    scored = ReSTData(args.eval_data or args.data).split(args.split)
+    # (benchmark, its videos) that fit the probes: the training split, and every video of each pool
+    train_sets = [(data, data.split("train"))] + [
+        (pool, pool.split("all")) for pool in map(ReSTData, args.pool)
+    ]
+    eval_data = ReSTData(args.eval_data) if args.eval_data else data
+    scored = eval_data.split(args.split)
     cache = FeatureCache(args.cache or Path(args.data) / "cache", model)
+    train = [v for _, videos in train_sets for v in videos]
     result = probe_tokens(model, cache, train, scored, motion=args.motion, steps=args.steps, seed=args.seed)
     if args.readers:
         from longvmnet.measure.readers import probe_readers
 
-        train_sets = [(ReSTData(args.data), ReSTData(args.data).split("train"))]
-        train_sets += [(ReSTData(pool), ReSTData(pool).split("all")) for pool in args.pool]
-        eval_data = ReSTData(args.eval_data or args.data)
-        result["readers"] = probe_readers(model, cache, train_sets, (eval_data, eval_data.split(args.split)),
-                                          steps=args.steps, seed=args.seed)  # fmt: skip
+        result["readers"] = probe_readers(model, cache, train_sets, (eval_data, scored), steps=args.steps,
+                                          seed=args.seed)  # fmt: skip
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -33,11 +33,12 @@ def window_feature(tokens: torch.Tensor, times: torch.Tensor, weights: torch.Ten
     """Memory tokens (m, d) at times (m,) with weights (m,) (0 outside the window) -> per frame (distinct time
     with weight) the weighted mean token, summarised over time (`probe.time_summary`), then the number of such
     frames and the weights' sum. (5 d + 2,)"""
-    frames = torch.unique(times[weights > 0])
+    frames, frame_of = torch.unique(times[weights > 0], return_inverse=True)
     if len(frames) == 0:
         return torch.zeros(5 * tokens.shape[1] + 2)
-    per_frame = torch.stack([(weights[times == t, None] * tokens[times == t]).sum(0)
-                             / weights[times == t].sum() for t in frames])  # fmt: skip
+    w = weights[weights > 0]
+    sums = torch.zeros(len(frames), tokens.shape[1]).index_add_(0, frame_of, w[:, None] * tokens[weights > 0])
+    per_frame = sums / torch.zeros(len(frames)).index_add_(0, frame_of, w)[:, None]
     if len(per_frame) == 1:  # the summary needs two frames: one frame is a still segment
         per_frame = per_frame.repeat(2, 1)
     return torch.cat([time_summary(per_frame), torch.tensor([float(len(frames)), float(weights.sum())])])
@@ -60,16 +61,23 @@ def reader_samples(model, cache: FeatureCache, data: ReSTData, videos: list[Vide
         memory = {k: t.to(model.device) for k, t in memory_from_cache(model, cache, v).batched().items()}
         tokens, times = memory["tokens"][0].float().cpu(), memory["times"][0].float().cpu()
         pos = (memory["rows"][0] * c.grid + memory["cols"][0]).cpu().numpy()
+        crops, matches = (
+            {},
+            {},
+        )  # per crop file: its tokens, and the pointer's match (neither reads the window)
         for q in queries:
-            obj = crop_tokens(model, [load_crop(data.path(q["crop"]))])
+            if q["crop"] not in crops:
+                crops[q["crop"]] = crop_tokens(model, [load_crop(data.path(q["crop"]))])
+            obj = crops[q["crop"]]
             inside = ((times >= q["start"]) & (times <= q["end"])).float()
             weights = {"annotated": torch.from_numpy(query_token_targets(v.annotations, q, times.numpy(), pos, c.grid)).float(),
                        "uniform": torch.ones(len(times))}  # fmt: skip
             if c.pointer:
-                enc = model.encode(memory, object_tokens=obj)
-                m = tokens.shape[0]
-                ev = model.localise(enc[:, :m], enc[:, m:], memory, torch.tensor([[q["start"]]]))
-                weights["pointer"] = ev["token_logits"][0].sigmoid().float().cpu()
+                if q["crop"] not in matches:
+                    enc, m = model.encode(memory, object_tokens=obj), tokens.shape[0]
+                    ev = model.localise(enc[:, :m], enc[:, m:], memory, torch.tensor([[q["start"]]]))
+                    matches[q["crop"]] = ev["token_logits"][0].sigmoid().float().cpu()
+                weights["pointer"] = matches[q["crop"]]
             crop = obj[0].mean(0).float().cpu()
             for name in weightings:
                 out[name].append(torch.cat([window_feature(tokens, times, weights[name] * inside), crop]))
