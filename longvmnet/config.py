@@ -50,6 +50,7 @@ class ModelConfig:
     time_bias: bool = False  # time-local cross-attention: per-head bias -slope_h * |t_query - t_token| (ours)
     pointer: bool = False  # object and time heads read query-matched memory tokens near each time (ours)
     activity_conv: int = 0  # >0: the activity head convolves its time queries (this kernel), then mean + max
+    window_reader: bool = False  # activity logits also read straight from the window's memory tokens (ours)
     # --- query fusion ---
     # "paper": memory frames x object tokens element-wise; "pooled": x the mean object token
     fusion: str = "paper"
@@ -94,6 +95,7 @@ PRESETS: dict[str, ModelConfig] = {
         fusion="pooled",
         pointer=True,
         activity_conv=9,
+        window_reader=True,
     ),
     # Seconds-fast for tests: a 1-layer ViT at 32 px (4 x 4 tokens), random weights.
     "tiny": ModelConfig(
@@ -113,6 +115,7 @@ PRESETS: dict[str, ModelConfig] = {
         time_bias=True,
         pointer=True,
         activity_conv=3,
+        window_reader=True,
         decoder_chunk=32,
         clip_len=4,
         memory_frames=4,

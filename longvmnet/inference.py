@@ -9,6 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -282,29 +283,41 @@ def _encoder_key(query: Query) -> tuple[str, str]:
     return (_crop_key(crop) if crop is not None else "", getattr(query, "activity", ""))
 
 
+class Encoded(NamedTuple):
+    """Encoder outputs shared by queries: outputs (u, n, d), each query's row (q,), and each row's crop as its
+    tokens' mean (u, d) (activity and time queries; None otherwise)."""
+
+    outputs: torch.Tensor
+    rows: torch.Tensor
+    crops: torch.Tensor | None
+
+
 def encode_queries(model, memory: MemoryTensors, kind: str, queries: Sequence[Query],
-                   crops: Callable | None = None, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                   crops: Callable | None = None, batch_size: int = 8) -> Encoded:  # fmt: skip
     """The encoder outputs of queries of one kind over a memory batched once (b = 1), each distinct input
-    (crop and activity) encoded once, `batch_size` at a time. -> outputs (u, n, d), each query's row (q,)"""
+    (crop and activity) encoded once, `batch_size` at a time."""
     c = model.config
     keys = [_encoder_key(q) for q in queries]
     rows = {k: j for j, k in enumerate(dict.fromkeys(keys))}
     distinct = [queries[keys.index(k)] for k in rows]
-    parts = []
+    parts, means = [], []
     for at in range(0, len(distinct), batch_size):
         part = distinct[at : at + batch_size]
         obj = act = None
         if kind in ("activity", "time"):
             obj = (crops or (lambda images: crop_tokens(model, images)))([q.crop for q in part])
+            means.append(obj.mean(1))
         if kind in ("object", "time"):
             act = torch.tensor([c.activities.index(q.activity) for q in part])
         mem = {k: v.expand(len(part), *v.shape[1:]) for k, v in memory.items()}
         parts.append(model.encode(mem, object_tokens=obj, activity=act))
-    return torch.cat(parts), torch.tensor([rows[k] for k in keys])
+    return Encoded(
+        torch.cat(parts), torch.tensor([rows[k] for k in keys]), torch.cat(means) if means else None
+    )
 
 
 def answer_batch(model, memory: MemoryTensors, kind: str, batch: Sequence[Query], crops: Callable | None = None,
-                 encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list[Answer], dict[str, torch.Tensor]]:  # fmt: skip
+                 encoded: Encoded | None = None) -> tuple[list[Answer], dict[str, torch.Tensor]]:  # fmt: skip
     """Stage 2 for a batch of queries of one kind from a memory batched once (b = 1). -> answers, and the
     model's outputs (`token_logits` among them when the model has a pointer). `crops` maps crop images to
     their tokens (default `crop_tokens`; an `inference.CropTokens` cache). `encoded`: the batch's encoder
@@ -312,11 +325,13 @@ def answer_batch(model, memory: MemoryTensors, kind: str, batch: Sequence[Query]
     c = model.config
     if kind not in KINDS:
         raise ValueError(f"Unknown query kind {kind!r}; use one of {', '.join(KINDS)}.")
-    enc, rows = encoded if encoded is not None else encode_queries(model, memory, kind, batch, crops)
+    enc, rows, crop = encoded if encoded is not None else encode_queries(model, memory, kind, batch, crops)
     fps, read_fps, max_len = read_grid(model, kind)
     grid = collate(list(batch), read_fps, max_len)
     mem = {k: v.expand(len(batch), *v.shape[1:]) for k, v in memory.items()}
-    out = model.read(enc[rows], mem, kind, grid["times"], grid["mask"])
+    out = model.read(
+        enc[rows], mem, kind, grid["times"], grid["mask"], crop=None if crop is None else crop[rows]
+    )
     if read_fps != fps:
         fine = collate(list(batch), fps)
         out, grid = _interpolate(out, grid, fine), fine
@@ -354,13 +369,14 @@ def answer(
         for at in range(0, len(distinct), max_encoded):
             group = set(distinct[at : at + max_encoded])
             members = [i for i in of_kind if key[i] in group]
-            enc, rows = encode_queries(model, mem1, kind, [queries[i] for i in members])
-            row = dict(zip(members, rows.tolist()))
+            shared = encode_queries(model, mem1, kind, [queries[i] for i in members])
+            row = dict(zip(members, shared.rows.tolist()))
             todo = sorted(
                 (len(time_grid(queries[i].start, queries[i].end, read_fps, max_len)), i) for i in members
             )
             for idx in _batches(todo, batch_size, max_time_queries):
-                batch, encoded = [queries[i] for i in idx], (enc, torch.tensor([row[i] for i in idx]))
+                batch = [queries[i] for i in idx]
+                encoded = shared._replace(rows=torch.tensor([row[i] for i in idx]))
                 for i, a in zip(idx, answer_batch(model, mem1, kind, batch, encoded=encoded)[0]):
                     results[i] = a
     return results  # type: ignore[return-value]

@@ -132,7 +132,14 @@ def time_grid(start: float, end: float, fps: float, max_len: int = 0) -> torch.T
 
 def collate(queries: list[Query], fps: float, max_len: int = 0) -> dict[str, torch.Tensor]:
     """Padded decoder time queries: times (b, l), mask (b, l) True = real."""
-    grids = [time_grid(q.start, q.end, fps, max_len) for q in queries]
+    return collate_ranges([(q.start, q.end) for q in queries], fps, max_len)
+
+
+def collate_ranges(
+    ranges: list[tuple[float, float]], fps: float, max_len: int = 0
+) -> dict[str, torch.Tensor]:
+    """`collate` for (start, end) ranges in seconds."""
+    grids = [time_grid(start, end, fps, max_len) for start, end in ranges]
     length = max(len(g) for g in grids)
     times = torch.zeros(len(grids), length)
     mask = torch.zeros(len(grids), length, dtype=torch.bool)

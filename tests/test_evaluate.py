@@ -207,7 +207,7 @@ def test_recipe_smallest_setting(tmp_path):
     )
     diagnostics = card.split("| method | object_box_iou short")[1].split("\n\n")[0].splitlines()[2:]
     rows = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ")[1:] for line in diagnostics}
-    shipped = "Long-VMNet (ships: end to end, then the decoder phase)"
+    shipped = "Long-VMNet (ships: end to end, the decoder phase, the reader phase)"
     assert {shipped, "Per-query baseline"} <= set(rows)
     assert len(rows[shipped]) == 9 and all(0.0 <= float(v) <= 1.0 for v in rows[shipped])
     assert load_model(tmp_path / "ckpt").config.grid == 4
@@ -302,3 +302,25 @@ def test_card_sections_are_replaced_or_appended(tmp_path):
     assert card.read_text() == (
         "# Model\n\n## Results\nnew table\n\n## Reproduce\nmake checkpoint\n\n## Calibration\nerror 0.01\n"
     )
+
+
+def test_prior_of_another_benchmark_learns_from_that_benchmarks_training_split(tiny_benchmark):
+    """A fresh benchmark scored with `--split all` has no held-out training split of its own: its prior rung
+    learns from the training videos the model was fit on (`prior_data`)."""
+    data = ReSTData(tiny_benchmark)
+    trained_on = _Data([])
+    trained_on.activities = data.activities
+    only = data.activities[0]
+    objects = {"o": {"category": "nothing of this benchmark"}}
+    trained_on.videos = [VideoItem("t", Path("t.mp4"), 60.0, "train", {"objects": objects},
+                                   [{"type": "activity", "object": "o", "answer": {"activities": [only]}}])]  # fmt: skip
+    own = evaluate(None, data, "all", method="prior", progress=False)
+    other = evaluate(None, data, "all", method="prior", prior_data=trained_on, progress=False)
+    activity = [q for v in data.split("all") for q in v.queries if q["type"] == "activity"]
+    right = sum(only in q["answer"]["activities"] for q in activity) / len(activity)
+    assert sum(other["counts"]["activity"].values()) == len(activity)
+    mean = sum(other["table"]["activity"][w] * n for w, n in other["counts"]["activity"].items()) / len(
+        activity
+    )
+    assert mean == pytest.approx(100 * right, abs=0.2)  # R@1x of always naming `only` first
+    assert own["table"] != other["table"]

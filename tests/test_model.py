@@ -394,3 +394,52 @@ def test_queries_with_the_same_inputs_share_one_encoder_pass(model, monkeypatch)
     encoded.clear()
     inference.answer(model, memory, queries, max_encoded=1)
     assert encoded == [1, 1, 1, 1, 1]
+
+
+def test_window_summary_averages_each_memory_frame_inside_the_window():
+    from longvmnet.model.reader import time_summary, window_summary
+
+    tokens = torch.arange(12.0).reshape(6, 2)
+    times = torch.tensor([5.0, 1.0, 1.0, 3.0, 9.0, 3.0])  # frames at 1, 3, 5 s inside; 9 s outside
+    inside = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 1.0])
+    frames = torch.stack([tokens[[1, 2]].mean(0), tokens[[3, 5]].mean(0), tokens[0]])  # in time order
+    out = window_summary(tokens, times, inside)
+    assert torch.allclose(out, torch.cat([time_summary(frames), torch.tensor([3.0])]))
+    one = window_summary(tokens, times, (times == 9.0).float())  # one frame: a still pair, finite
+    assert torch.isfinite(one).all() and one[-1] == 1.0
+    assert window_summary(tokens, times, torch.zeros(6)).abs().sum() == 0  # no frame in the window
+
+
+def test_window_reader_starts_at_zero_and_reads_only_the_queried_window(model):
+    """An unfit reader adds nothing to the activity head; a fit one reads the memory tokens inside the window
+    of each query, not those outside, and answers a batch as it answers each query alone."""
+    import copy
+
+    model = copy.deepcopy(model).eval()
+    times, mask, obj, _ = query_inputs(model, "activity")
+    memory = random_memory(model)
+    memory["times"] = (
+        torch.arange(model.config.memory_size).float().div(8).floor().repeat(2, 1)
+    )  # 8 s of frames
+    with torch.no_grad():
+        before = model(memory, "activity", times, mask, object_tokens=obj)["activity_logits"]
+        feats = model.window_features(memory, times, mask, obj.mean(1))
+        assert torch.allclose(model.reader(feats), torch.zeros_like(before))
+        for p in model.reader.mlp.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+        after = model(memory, "activity", times, mask, object_tokens=obj)["activity_logits"]
+        assert not torch.allclose(after, before)
+        outside = {k: v.clone() for k, v in memory.items()}
+        outside["tokens"][:, memory["times"][0] > 11] += 5.0  # after the first row's last time query (11 s)
+        moved = model(outside, "activity", times, mask, object_tokens=obj)["activity_logits"]
+        assert torch.allclose(moved[0], after[0], atol=1e-5)
+        inside = {k: v.clone() for k, v in memory.items()}
+        inside["tokens"][:, memory["times"][0] < 4] += 5.0
+        assert not torch.allclose(model(inside, "activity", times, mask, object_tokens=obj)["activity_logits"][0],
+                                  after[0], atol=1e-3)  # fmt: skip
+        single = model({k: v[1:] for k, v in memory.items()}, "activity", times[1:], mask[1:],
+                       object_tokens=obj[1:])["activity_logits"]  # fmt: skip
+        assert torch.allclose(single[0], after[1], atol=1e-5)
+        enc = model.encode(memory, object_tokens=obj)
+        with pytest.raises(ValueError, match="crop"):
+            model.read(enc, memory, "activity", times, mask)

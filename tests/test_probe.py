@@ -177,8 +177,8 @@ def test_memory_probes_count_what_the_memory_keeps(pool, tmp_path, monkeypatch, 
 
 
 def test_window_feature_reads_the_weighted_tokens_frame_by_frame():
-    from longvmnet.measure.probe import time_summary
     from longvmnet.measure.readers import window_feature
+    from longvmnet.model.reader import time_summary
 
     tokens = torch.arange(12.0).reshape(6, 2)  # 3 frames (t = 0, 1, 2) of 2 tokens
     times = torch.tensor([0.0, 0.0, 1.0, 1.0, 2.0, 2.0])

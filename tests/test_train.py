@@ -245,3 +245,26 @@ def test_validation_keeps_the_best_model_and_plots_the_curves(tiny_benchmark, tm
     log = __import__("json").loads((tmp_path / "out" / "train_log.json").read_text())
     assert log["best_step"] == 4 and len(log["validation"]) == 3
     assert (tmp_path / "out" / "loss_curves.png").stat().st_size > 5000
+
+
+def test_reader_phase_fits_the_window_reader_on_the_training_queries(tiny_benchmark, tmp_path):
+    """The reader phase: features of every training activity query on the model's own memories, the head's
+    logits beside them; the fit lowers the loss of head + reader and leaves every other weight as it was."""
+    from longvmnet.train.reader import fit_reader, reader_inputs
+
+    torch.manual_seed(0)
+    data = ReSTData(tiny_benchmark)
+    model = LongVMNet(preset("tiny", activities=list(data.activities))).eval()
+    cache = FeatureCache(tmp_path / "cache", model)
+    videos = data.split("train")
+    inputs = reader_inputs(model, cache, data, videos, progress=False)
+    n = sum(q["type"] == "activity" for v in videos for q in v.queries)
+    assert len(inputs["features"]) == len(inputs["logits"]) == len(inputs["answers"]) == n > 0
+    assert torch.equal(inputs["answers"].sum(1) > 0, torch.ones(n, dtype=torch.bool))
+    others = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("reader.")}
+    fingerprint = model.fingerprint()
+    losses = fit_reader(model, inputs, steps=300, lr=3e-3, progress=False)
+    assert losses[-1] < 0.8 * losses[0]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in others.items())
+    assert model.fingerprint() != fingerprint  # memories written before the fit are not this model's
+    assert torch.allclose(model.reader.mean, inputs["features"].mean(0))

@@ -48,8 +48,7 @@ def knows_panel(k: Knowledge, calibration: dict | None, find_figures: dict | Non
 
 
 def accuracy_markdown(k: Knowledge) -> str:
-    """The card's rows as metric x window; the second row (the prior, or blind on the fresh benchmark) in
-    brackets."""
+    """The card's rows as metric x window; the second row (the prior) in brackets."""
     table: dict[str, dict[str, list[str]]] = {}
     windows: list[str] = []
     for i, name in enumerate(k.accuracy_header):

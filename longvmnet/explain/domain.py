@@ -127,7 +127,8 @@ def accuracy_table(card: str) -> tuple[str, list[str], list[tuple[str, list[str]
 
     The shipped model's row is the one labelled "Long-VMNet (ships..." (else the first "Long-VMNet" row). Where
     the card has the recipe's fresh benchmark (unseen videos, more queries than the test split), its rows are
-    read instead: the shipped model's there, and the blind model's as the reference."""
+    read instead: the shipped model's there, and the prior's as the reference (the query alone; older cards,
+    without it: the blind model's)."""
     for title, body in card_sections(card).items():
         if not title.startswith("Results"):
             continue
@@ -142,7 +143,10 @@ def accuracy_table(card: str) -> tuple[str, list[str], list[tuple[str, list[str]
         prior = [r for r in rows if r[0].startswith("Prior")]
         fresh = [r for r in rows if r[0].startswith("Long-VMNet, fresh")]
         if fresh:
-            ours, prior = fresh, [r for r in rows if r[0].startswith("Blind, fresh")]
+            ours = fresh
+            prior = [r for r in rows if r[0].startswith("Prior, fresh")] or [
+                r for r in rows if r[0].startswith("Blind, fresh")
+            ]
             title = "Results on a freshly generated benchmark, every video unseen"
         return title, header, [(r[0], r[1:10]) for r in ours[:1] + prior[:1]]
     return "", [], []

@@ -105,19 +105,21 @@ def evaluate(
     method: str = "longvmnet",
     cache: FeatureCache | None = None,
     memory_frames: int | None = None,
+    prior_data: ReSTData | None = None,
     progress: bool = True,
 ) -> dict:
     """-> {"table": {activity|object|time|activity_r3: {short|medium|long: R%}}, "counts", "stage1_s", ...}
 
     method: one of METHODS (see `ladder.py`); "longvmnet" decodes the videos (real stage 1), the other model
-    methods read cached backbone tokens; "prior" needs no model (`model` may be None). "per_class" holds R@1x
+    methods read cached backbone tokens; "prior" needs no model (`model` may be None) and learns from the
+    training split of `prior_data` (default: `data`'s own). "per_class" holds R@1x
     of activity queries per true class and time tIoU>.3 per queried class, with their counts; "memory" holds
     the memory methods' MEMORY_KEYS.
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose from {', '.join(METHODS)}.")
     if method in NO_MODEL:
-        return _evaluate(None, data, split, method, cache, progress)
+        return _evaluate(None, data, split, method, cache, progress, prior_data)
     original = model.config
     if memory_frames or method in ("random", "uniform"):
         selection = {"random": "random", "uniform": "uniform"}.get(method, original.selection)
@@ -150,10 +152,11 @@ def _memory_for(model, method: str, cache: FeatureCache | None, video):
 
 
 def _evaluate(
-    model, data: ReSTData, split: str, method: str, cache: FeatureCache | None, progress: bool
-) -> dict:
+    model, data: ReSTData, split: str, method: str, cache: FeatureCache | None, progress: bool,
+    prior_data: ReSTData | None = None,
+) -> dict:  # fmt: skip
     object_fps = model.config.object_fps if model is not None else ModelConfig.object_fps
-    prior = Prior(data, object_fps) if method == "prior" else None
+    prior = Prior(prior_data or data, object_fps) if method == "prior" else None
     if model is not None:
         model.eval()
     sums, counts = defaultdict(float), defaultdict(int)

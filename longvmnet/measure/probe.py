@@ -37,6 +37,7 @@ from longvmnet.data.benchmark import patch_labels
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, VideoItem, patch_activities
 from longvmnet.measure.ladder import memory_from_cache
+from longvmnet.model.reader import time_summary
 from longvmnet.video import iter_frames
 
 
@@ -140,14 +141,6 @@ def patch_hands(annotation: dict, times: np.ndarray, grid: int) -> np.ndarray:
     return np.stack(
         [patch_labels(annotation, min(int(round(t * fps)), last), grid).reshape(-1) == 1 for t in times]
     )
-
-
-def time_summary(s: torch.Tensor) -> torch.Tensor:
-    """A sequence (n >= 2, k) as one vector: its mean, last minus first, mean absolute step, std, and first
-    half's mean minus second half's. -> (5 k,)"""
-    half = len(s) // 2
-    steps = (s[1:] - s[:-1]).abs().mean(0)
-    return torch.cat([s.mean(0), s[-1] - s[0], steps, s.std(0), s[:half].mean(0) - s[half:].mean(0)])
 
 
 def segment_feature(x: torch.Tensor, on: np.ndarray) -> torch.Tensor:

@@ -5,7 +5,7 @@ For each activity query, the memory tokens inside its window are weighted three 
 tokens that show the crop's object or the hand during its segments in the window: `rest.query_token_targets`,
 a ceiling no model is given), `uniform` (every token of the window alike) and `pointer` (the model's own
 query-token match, when it has the pointer). Per memory frame, the weighted mean token; over the window's
-frames, the segment probe's summary (`probe.time_summary`); with the crop's mean token. A one-hidden-layer
+frames, the summary of `model.reader.time_summary`; with the crop's mean token. A one-hidden-layer
 classifier per weighting is fit on training videos' queries and scored by R@1x on other videos, beside the
 class frequencies of the training answers (the prior). `longvmnet probe --readers`.
 """
@@ -16,32 +16,22 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, VideoItem, query_token_targets
 from longvmnet.measure.ladder import memory_from_cache
 from longvmnet.measure.metrics import recall_at_kx
-from longvmnet.measure.probe import time_summary
+from longvmnet.model.reader import WindowReader, window_summary
 
 WEIGHTINGS = ("annotated", "uniform", "pointer")
 
 
 def window_feature(tokens: torch.Tensor, times: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Memory tokens (m, d) at times (m,) with weights (m,) (0 outside the window) -> per frame (distinct time
-    with weight) the weighted mean token, summarised over time (`probe.time_summary`), then the number of such
-    frames and the weights' sum. (5 d + 2,)"""
-    frames, frame_of = torch.unique(times[weights > 0], return_inverse=True)
-    if len(frames) == 0:
-        return torch.zeros(5 * tokens.shape[1] + 2)
-    w = weights[weights > 0]
-    sums = torch.zeros(len(frames), tokens.shape[1]).index_add_(0, frame_of, w[:, None] * tokens[weights > 0])
-    per_frame = sums / torch.zeros(len(frames)).index_add_(0, frame_of, w)[:, None]
-    if len(per_frame) == 1:  # the summary needs two frames: one frame is a still segment
-        per_frame = per_frame.repeat(2, 1)
-    return torch.cat([time_summary(per_frame), torch.tensor([float(len(frames)), float(weights.sum())])])
+    """Memory tokens (m, d) at times (m,) with weights (m,) (0 outside the window) -> the window's summary
+    (`model.reader.window_summary`: per frame the weighted mean token, summarised over time, and the number of
+    frames), then the weights' sum. (5 d + 2,)"""
+    return torch.cat([window_summary(tokens, times, weights), torch.tensor([float(weights.sum())])])
 
 
 @torch.inference_mode()
@@ -88,20 +78,13 @@ def reader_samples(model, cache: FeatureCache, data: ReSTData, videos: list[Vide
     return out
 
 
-def _fit(x: torch.Tensor, y: torch.Tensor, steps: int, seed: int):
-    """A multi-label one-hidden-layer classifier on standardised features (AdamW, batches of 128)."""
+def _fit(x: torch.Tensor, y: torch.Tensor, steps: int, seed: int) -> WindowReader:
+    """A multi-label one-hidden-layer classifier on standardised features: the window reader's (`WindowReader`,
+    its width x's), fit alone."""
     torch.manual_seed(seed)
-    mu, sd = x.mean(0), x.std(0).clamp(min=1e-6)
-    net = nn.Sequential(nn.Linear(x.shape[1], 128), nn.GELU(), nn.Dropout(0.2), nn.Linear(128, y.shape[1]))
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-2)
-    for _ in range(steps):
-        idx = torch.randint(len(y), (128,))
-        loss = F.binary_cross_entropy_with_logits(net((x[idx] - mu) / sd), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
-    return lambda z: net((z - mu) / sd)
+    reader = WindowReader(0, y.shape[1], width=x.shape[1])
+    reader.fit(x, y, steps=steps, seed=seed)
+    return reader
 
 
 def recall_by_window(scores: torch.Tensor, y: torch.Tensor, windows: list[str]) -> dict[str, float]:

@@ -10,7 +10,9 @@ Model outputs are dicts with fixed keys:
   time:     start_logits (b, l), end_logits (b, l)
 With the pointer (config.pointer) object and time outputs add token_logits (b, m), how well each memory
 token matches the query (activity outputs too in training, for TrainConfig.activity_pointer), and time
-outputs add inside_logits (b, l). Padded time queries carry heads.NEG.
+outputs add inside_logits (b, l). Padded time queries carry heads.NEG. With the window reader
+(config.window_reader, `reader.py`) activity logits add the reader's, outside training: it is fit in a phase
+of its own (`train/reader.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from longvmnet.model.checkpoint import CheckpointIO
 from longvmnet.model.decoding import KINDS, TimeQueryDecoding, sdpa_attention
 from longvmnet.model.heads import ActivityHead, ObjectHead, TimeHead
 from longvmnet.model.position_encoding import spatial_encoding, temporal_encoding
+from longvmnet.model.reader import WindowReader
 from longvmnet.model.sampler import NeuralSampler, relaxed_topk
 
 MemoryTensors = dict[str, torch.Tensor]  # tokens (b, m, d), times (b, m), rows (b, m), cols (b, m)
@@ -79,6 +82,8 @@ class LongVMNet(
             self.match_q = nn.Linear(d, d)
             self.match_out = nn.Linear(d, 1)
             self.point_slope = nn.Parameter(torch.tensor(0.2).expm1().log())  # softplus -> 0.2 per second
+        if c.window_reader:  # activity logits read straight from the window's memory tokens
+            self.reader = WindowReader(d, len(c.activities))
         if c.attn_dropout is not None:  # attention-weight dropout apart from the other dropout
             for module in self.modules():
                 if isinstance(module, nn.MultiheadAttention):
@@ -231,15 +236,23 @@ class LongVMNet(
         if needs_object != (object_tokens is not None) or needs_activity != (activity is not None):
             raise ValueError(f"A {kind} query takes {'an object crop' if needs_object else 'no crop'} and "
                              f"{'an activity' if needs_activity else 'no activity'}.")  # fmt: skip
+        crop = None if object_tokens is None else object_tokens.mean(1)
         return self.read(self.encode(memory, object_tokens=object_tokens, activity=activity), memory, kind,
-                         times, mask)  # fmt: skip
+                         times, mask, crop=crop)  # fmt: skip
 
     def read(
-        self, enc: torch.Tensor, memory: MemoryTensors, kind: str, times: torch.Tensor, mask: torch.Tensor
+        self,
+        enc: torch.Tensor,
+        memory: MemoryTensors,
+        kind: str,
+        times: torch.Tensor,
+        mask: torch.Tensor,
+        crop: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The decoder and the kind's head over an encoder output (`encode`): enc (b, m + q, d), the memory
         it encoded, times and mask (b, l). The encoder output does not depend on the query's range, so
-        queries with the same inputs and other ranges can share one (`inference.answer`)."""
+        queries with the same inputs and other ranges can share one (`inference.answer`). An activity
+        query's crop (b, d), its tokens' mean, is the window reader's (`config.window_reader`)."""
         mem_times = memory["times"].to(self.device, torch.float32)
         extra = mem_times.new_full((mem_times.shape[0], enc.shape[1] - mem_times.shape[1]), float("nan"))
         h = self.decode(enc, times, mask, kind, key_times=torch.cat([mem_times, extra], 1))
@@ -248,9 +261,27 @@ class LongVMNet(
             m = mem_times.shape[1]
             ev = self.localise(enc[:, :m], enc[:, m:], memory, times)
         out = self.heads[kind](h, mask.to(self.device), ev)
+        if kind == "activity" and self.config.window_reader and not self.training:  # fit in its own phase
+            if crop is None:
+                raise ValueError("The window reader reads an activity query's crop: pass read(..., crop=).")
+            out["activity_logits"] = out["activity_logits"] + self.reader(
+                self.window_features(memory, times, mask, crop)
+            )
         if ev is not None:
             out["token_logits"] = ev["token_logits"]
         return out
+
+    def window_features(
+        self, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor, crop: torch.Tensor
+    ) -> torch.Tensor:
+        """The window reader's input for activity queries whose decoder time queries are times / mask (b, l):
+        the window runs from the first to the last time query. -> (b, 6 d + 1)"""
+        times, mask = times.to(self.device, torch.float32), mask.to(self.device)
+        window = torch.stack([times.masked_fill(~mask, float("inf")).amin(1),
+                              times.masked_fill(~mask, float("-inf")).amax(1)], 1)  # fmt: skip
+        return WindowReader.features(
+            memory["tokens"].to(self.device), memory["times"], window, crop.to(self.device)
+        )
 
     def localise(
         self, enc_mem: torch.Tensor, enc_query: torch.Tensor, memory: MemoryTensors, times: torch.Tensor

@@ -2,10 +2,11 @@
 
   generate data -> cache the frozen ImageNet backbone's tokens -> train Long-VMNet end to end, the per-query
   baseline and the ablations (same budget) -> more generated training videos -> the decoder phase (sampler
-  frozen, queries answered from full-scan memories) -> the accuracy ladder on the held-out test videos ->
+  frozen, queries answered from full-scan memories) -> the reader phase (the window reader fit on the
+  training activity queries) -> the accuracy ladder on the held-out test videos ->
   memory-size sweep -> a freshly generated benchmark -> report and model card -> checkpoint.
 
-    python -m longvmnet.train.recipe [--videos 16 --minutes 20 --steps 500 --extra-train-videos 11 --decoder-steps 400]
+    python -m longvmnet.train.recipe [--videos 16 --minutes 20 --steps 500 --extra-train-videos 31 --decoder-steps 1200]
                                [--tiny]
 
 Every stage writes its output under --work (default runs/recipe) and is skipped when that output exists.
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--minutes", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=500, help="training steps of every variant (same budget)")
-    p.add_argument("--decoder-steps", type=int, default=400,
+    p.add_argument("--decoder-steps", type=int, default=1200,
                    help="steps of the decoder phase after end-to-end training (the model that ships)")  # fmt: skip
     p.add_argument("--extra-train-videos", type=int, default=31,
                    help="more generated training videos, added before the decoder phase (which they train)")  # fmt: skip
@@ -166,9 +167,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         extend_data()
         data = ReSTData(data_dir)
-    shipped = work / "longvmnet"
+    decoded, shipped = work / "decoder", work / "longvmnet"
 
-    @stage("the decoder phase", shipped / "model.safetensors")
+    @stage("the decoder phase", decoded / "model.safetensors")
     def train_decoder():  # the end-to-end model's weights, the sampler frozen (TrainConfig.method)
         torch.manual_seed(args.seed)
         model = LongVMNet(config)
@@ -179,9 +180,23 @@ def main(argv: list[str] | None = None) -> dict:
             )
         cfg = TrainConfig(max_steps=args.decoder_steps, epochs=10**6, seed=args.seed, method="decoder",
                           batch_size=16, val_every=args.val_every, activity_pointer=True)  # fmt: skip
-        Trainer(model, data, cache, cfg, shipped).run()
+        Trainer(model, data, cache, cfg, decoded).run()
 
     train_decoder()
+
+    @stage("the reader phase", shipped / "model.safetensors")
+    def train_reader():  # the window reader fit on the training videos' activity queries, the rest fixed
+        from longvmnet.train.reader import fit_reader, reader_inputs, with_reader
+
+        torch.manual_seed(args.seed)
+        model = with_reader(load_model(decoded), config)
+        fit_reader(model, reader_inputs(model, cache, data, data.split("train")), seed=args.seed)
+        model.save_pretrained(shipped, config=config)
+        for f in ("train_log.json", "loss_curves.png"):  # the training behind the shipped weights
+            if (decoded / f).exists():
+                shutil.copy(decoded / f, shipped / f)
+
+    train_reader()
     from longvmnet.measure.probe import instance_auc
 
     record("backbone", lambda: {"instance_auc": instance_auc(base, data, "test")})
@@ -223,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
         generate_fresh()
         fresh = ReSTData(work / "fresh")
         record("fresh_all", lambda: evaluate(main_model(), fresh, "all", method="longvmnet"))
+        record("fresh_prior", lambda: evaluate(None, fresh, "all", method="prior", prior_data=data))
         record("fresh_blind", lambda: evaluate(main_model(), fresh, "all", method="blind"))
         record("fresh_random", lambda: evaluate(main_model(), fresh, "all", method="random", cache=cache))
     from longvmnet.measure.report import write_report

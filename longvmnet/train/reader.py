@@ -1,0 +1,112 @@
+"""The reader phase (ours): fit the window reader (`model/reader.py`) on the training videos' activity queries,
+after the decoder phase, everything else fixed.
+
+Each query's window features are computed once, on the memory the model itself writes from the video's cached
+tokens (stage 1, as evaluation runs it), with the activity head's logits on that query; the reader is then fit
+as a one-hidden-layer classifier of the activities on those features (multi-label cross-entropy of the head's
+logits plus the reader's), in a few seconds.
+
+    python -m longvmnet.train.reader --checkpoint runs/recipe/longvmnet --data runs/recipe/data [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from longvmnet.data.features import FeatureCache
+from longvmnet.data.rest import ReSTData, VideoItem
+from longvmnet.measure.ladder import memory_from_cache
+from longvmnet.queries import collate_ranges
+
+
+@torch.inference_mode()
+def reader_inputs(model, cache: FeatureCache, data: ReSTData, videos: list[VideoItem], progress: bool = True,
+                  batch_size: int = 32) -> dict[str, torch.Tensor]:  # fmt: skip
+    """Every activity query of `videos`: "features" (n, 6 d + 1), the activity head's "logits" (n, c) without
+    the reader, and the multi-hot "answers" (n, c)."""
+    c = model.config
+    rows: dict[str, list] = {"features": [], "logits": [], "answers": []}
+    for v in tqdm(videos, desc="reader: training queries", disable=not progress):
+        queries = [q for q in v.queries if q["type"] == "activity"]
+        memory = {k: t.to(model.device) for k, t in memory_from_cache(model, cache, v).batched().items()}
+        for at in range(0, len(queries), batch_size):
+            part = queries[at : at + batch_size]
+            obj = model.project(torch.from_numpy(np.stack([cache.crop(data.path(q["crop"])) for q in part])))
+            grid = collate_ranges([(q["start"], q["end"]) for q in part], c.query_fps, c.activity_max_queries)
+            mem = {k: t.expand(len(part), *t.shape[1:]) for k, t in memory.items()}
+            feats = model.window_features(mem, grid["times"], grid["mask"], obj.mean(1))
+            out = model(mem, "activity", grid["times"], grid["mask"], object_tokens=obj)
+            rows["features"].append(feats.float().cpu())
+            rows["logits"].append((out["activity_logits"] - model.reader(feats)).float().cpu())
+            y = torch.zeros(len(part), len(c.activities))
+            for i, q in enumerate(part):
+                y[i, [c.activities.index(a) for a in q["answer"]["activities"]]] = 1.0
+            rows["answers"].append(y)
+    if not rows["answers"]:
+        raise ValueError("The reader phase needs activity queries on the training videos.")
+    return {k: torch.cat(v) for k, v in rows.items()}
+
+
+def fit_reader(model, inputs: dict[str, torch.Tensor], *, steps: int = 1500, lr: float = 1e-3, seed: int = 0,
+               progress: bool = True) -> list[float]:  # fmt: skip
+    """Fit `model.reader` on `reader_inputs`, beside the head's logits (`WindowReader.fit`). -> the loss every
+    100 steps"""
+    torch.manual_seed(seed)  # the dropout's
+    losses = model.reader.fit(inputs["features"], inputs["answers"], inputs["logits"], steps=steps, lr=lr,
+                              seed=seed, progress=progress)  # fmt: skip
+    model._fingerprint = None  # the weights changed: memories written before are not this checkpoint's
+    return losses
+
+
+def with_reader(model, config) -> torch.nn.Module:
+    """A model of `config` (which has the window reader) with `model`'s weights; only the reader's may be new.
+    The backbone's weights come with them (none fetched): save it with `save_pretrained(folder, config=config)`
+    to keep `config` as it is."""
+    from dataclasses import replace
+
+    from longvmnet.model import LongVMNet
+
+    out = LongVMNet(replace(config, backbone_pretrained=False, backbone_weights=None)).to(model.device)
+    loaded = out.load_state_dict(model.state_dict(), strict=False)
+    if loaded.unexpected_keys or any(not k.startswith("reader.") for k in loaded.missing_keys):
+        raise RuntimeError(f"The model's weights do not fit {config}: {loaded}")
+    return out.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import json
+    from dataclasses import replace
+
+    from longvmnet.config import ModelConfig
+    from longvmnet.hub import load_model
+
+    p = argparse.ArgumentParser(prog="python -m longvmnet.train.reader", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--checkpoint", required=True, help="the decoder phase's checkpoint folder")
+    p.add_argument("--data", required=True, help="the benchmark whose train split the reader is fit on")
+    p.add_argument("--cache", default=None, help="feature cache folder (default: DATA/cache)")
+    p.add_argument(
+        "--out", default=None, help="where the checkpoint with the fit reader goes (default: in place)"
+    )
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    saved = json.loads((Path(args.checkpoint) / "config.json").read_text())  # as trained, not as loaded
+    config = replace(ModelConfig(**saved), window_reader=True)
+    torch.manual_seed(args.seed)
+    model = with_reader(load_model(args.checkpoint), config)
+    data = ReSTData(args.data)
+    cache = FeatureCache(args.cache or Path(args.data) / "cache", model)
+    losses = fit_reader(model, reader_inputs(model, cache, data, data.split("train")), steps=args.steps,
+                        seed=args.seed)  # fmt: skip
+    print(f"reader loss: {losses[0]:.3f} -> {np.mean(losses[-3:]):.3f}")
+    model.save_pretrained(args.out or args.checkpoint, config=config)
+
+
+if __name__ == "__main__":
+    main()
