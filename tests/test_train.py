@@ -268,3 +268,22 @@ def test_reader_phase_fits_the_window_reader_on_the_training_queries(tiny_benchm
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in others.items())
     assert model.fingerprint() != fingerprint  # memories written before the fit are not this model's
     assert torch.allclose(model.reader.mean, inputs["features"].mean(0))
+
+
+def test_reader_phase_command_writes_a_checkpoint_with_the_fit_reader(
+    tiny_benchmark, tiny_checkpoint, tmp_path
+):
+    import json
+
+    from longvmnet.hub import load_model
+    from longvmnet.train.reader import main
+
+    out = tmp_path / "with_reader"
+    main(["--checkpoint", str(tiny_checkpoint), "--data", str(tiny_benchmark), "--cache", str(tmp_path / "cache"),
+          "--out", str(out), "--steps", "20"])  # fmt: skip
+    before, after = load_model(tiny_checkpoint), load_model(out)
+    saved = json.loads((tiny_checkpoint / "config.json").read_text())
+    assert json.loads((out / "config.json").read_text()) == saved | {"window_reader": True}  # as trained
+    assert not torch.equal(after.reader.mean, before.reader.mean)  # fit: the features' standardisation
+    weights = {k: v for k, v in after.state_dict().items() if not k.startswith("reader.")}
+    assert all(torch.equal(v, before.state_dict()[k]) for k, v in weights.items())
