@@ -287,3 +287,5 @@ def test_reader_phase_command_writes_a_checkpoint_with_the_fit_reader(
     assert not torch.equal(after.reader.mean, before.reader.mean)  # fit: the features' standardisation
     weights = {k: v for k, v in after.state_dict().items() if not k.startswith("reader.")}
     assert all(torch.equal(v, before.state_dict()[k]) for k, v in weights.items())
+    with pytest.raises(SystemExit, match="does not exist"):  # one sentence, no traceback
+        main(["--checkpoint", str(tmp_path / "missing"), "--data", str(tiny_benchmark)])

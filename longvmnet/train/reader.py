@@ -6,7 +6,7 @@ tokens (stage 1, as evaluation runs it), with the activity head's logits on that
 as a one-hidden-layer classifier of the activities on those features (multi-label cross-entropy of the head's
 logits plus the reader's), in a few seconds.
 
-    python -m longvmnet.train.reader --checkpoint runs/recipe/longvmnet --data runs/recipe/data [--out DIR]
+    python -m longvmnet.train.reader --checkpoint runs/recipe/decoder --data runs/recipe/data [--out DIR]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     from dataclasses import replace
 
     from longvmnet.config import ModelConfig
-    from longvmnet.hub import load_model
+    from longvmnet.hub import CheckpointError, load_model
 
     p = argparse.ArgumentParser(prog="python -m longvmnet.train.reader", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -96,10 +96,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    try:
+        trained = load_model(args.checkpoint)
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}") from None
     saved = json.loads((Path(args.checkpoint) / "config.json").read_text())  # as trained, not as loaded
     config = replace(ModelConfig(**saved), window_reader=True)
     torch.manual_seed(args.seed)
-    model = with_reader(load_model(args.checkpoint), config)
+    model = with_reader(trained, config)
     data = ReSTData(args.data)
     cache = FeatureCache(args.cache or Path(args.data) / "cache", model)
     losses = fit_reader(model, reader_inputs(model, cache, data, data.split("train")), steps=args.steps,
