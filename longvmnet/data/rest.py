@@ -65,15 +65,19 @@ def query_grid(q: dict, config, *, start: float | None = None, end: float | None
     return time_grid(q["start"] if start is None else start, q["end"] if end is None else end, fps, max_len)
 
 
+def multi_hot(labels, activities: list[str]) -> torch.Tensor:
+    """Activity names -> (c,) with 1 at each one's index in `activities`."""
+    y = torch.zeros(len(activities))
+    y[[activities.index(a) for a in labels]] = 1.0
+    return y
+
+
 def targets(q: dict, grid: torch.Tensor, activities: list[str], fps: float) -> dict[str, torch.Tensor]:
     """Training targets of one query on its time grid (see model/losses.py for the keys)."""
     kind = q["type"]
     ans = q["answer"]
     if kind == "activity":
-        y = torch.zeros(len(activities))
-        for a in ans["activities"]:
-            y[activities.index(a)] = 1.0
-        return {"activity": y}
+        return {"activity": multi_hot(ans["activities"], activities)}
     if kind == "object":
         boxes = torch.zeros(len(grid), 4)
         box_mask = torch.zeros(len(grid), dtype=torch.bool)

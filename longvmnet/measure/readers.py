@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from longvmnet.data.features import FeatureCache
-from longvmnet.data.rest import ReSTData, VideoItem, query_token_targets
+from longvmnet.data.rest import ReSTData, VideoItem, multi_hot, query_token_targets
 from longvmnet.measure.ladder import memory_from_cache
 from longvmnet.measure.metrics import recall_at_kx
 from longvmnet.model.reader import WindowReader, window_summary
@@ -51,10 +51,9 @@ def reader_samples(model, cache: FeatureCache, data: ReSTData, videos: list[Vide
         memory = {k: t.to(model.device) for k, t in memory_from_cache(model, cache, v).batched().items()}
         tokens, times = memory["tokens"][0].float().cpu(), memory["times"][0].float().cpu()
         pos = (memory["rows"][0] * c.grid + memory["cols"][0]).cpu().numpy()
-        crops, matches = (
-            {},
-            {},
-        )  # per crop file: its tokens, and the pointer's match (neither reads the window)
+        # per crop file: its tokens, and the pointer's match (neither reads the window)
+        crops: dict[str, torch.Tensor] = {}
+        matches: dict[str, torch.Tensor] = {}
         for q in queries:
             if q["crop"] not in crops:
                 crops[q["crop"]] = crop_tokens(model, [load_crop(data.path(q["crop"]))])
@@ -71,9 +70,7 @@ def reader_samples(model, cache: FeatureCache, data: ReSTData, videos: list[Vide
             crop = obj[0].mean(0).float().cpu()
             for name in weightings:
                 out[name].append(torch.cat([window_feature(tokens, times, weights[name] * inside), crop]))
-            y = torch.zeros(len(c.activities))
-            y[[c.activities.index(a) for a in q["answer"]["activities"]]] = 1.0
-            out["y"].append(y)
+            out["y"].append(multi_hot(q["answer"]["activities"], c.activities))
             out["window"].append(q["window"])
     return out
 

@@ -24,6 +24,7 @@ from longvmnet.data.rest import (
     VideoItem,
     frames_in,
     gt_span,
+    multi_hot,
     query_grid,
     query_token_targets,
     targets,
@@ -250,10 +251,7 @@ class TrainInputs:
         if q["type"] == "activity":
             labels = {s["activity"] for s in video.annotations["segments"]
                       if s["object"] == q["object"] and s["end"] > max(lo, q["start"]) and s["start"] < min(hi, q["end"])}  # fmt: skip
-            y = torch.zeros(len(self.data.activities))
-            for a in labels:
-                y[self.data.activities.index(a)] = 1.0
-            return {"activity": y}
+            return {"activity": multi_hot(labels, self.data.activities)}
         if q["type"] == "object":
             return targets(q, grid, self.data.activities, fps)
         a, b = gt_span(q)

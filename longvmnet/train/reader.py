@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from longvmnet.data.features import FeatureCache
-from longvmnet.data.rest import ReSTData, VideoItem
+from longvmnet.data.rest import ReSTData, VideoItem, multi_hot
 from longvmnet.measure.ladder import memory_from_cache
 from longvmnet.queries import collate_ranges
 
@@ -43,10 +43,9 @@ def reader_inputs(model, cache: FeatureCache, data: ReSTData, videos: list[Video
             out = model(mem, "activity", grid["times"], grid["mask"], object_tokens=obj)
             rows["features"].append(feats.float().cpu())
             rows["logits"].append((out["activity_logits"] - model.reader(feats)).float().cpu())
-            y = torch.zeros(len(part), len(c.activities))
-            for i, q in enumerate(part):
-                y[i, [c.activities.index(a) for a in q["answer"]["activities"]]] = 1.0
-            rows["answers"].append(y)
+            rows["answers"].append(
+                torch.stack([multi_hot(q["answer"]["activities"], c.activities) for q in part])
+            )
     if not rows["answers"]:
         raise ValueError("The reader phase needs activity queries on the training videos.")
     return {k: torch.cat(v) for k, v in rows.items()}
