@@ -241,6 +241,10 @@ def main(argv: list[str] | None = None) -> dict:
         record("fresh_prior", lambda: evaluate(None, fresh, "all", method="prior", prior_data=data))
         record("fresh_blind", lambda: evaluate(main_model(), fresh, "all", method="blind"))
         record("fresh_random", lambda: evaluate(main_model(), fresh, "all", method="random", cache=cache))
+        record("fresh_oracle", lambda: evaluate(main_model(), fresh, "all", method="oracle", cache=cache))
+        if "baseline" in variants:
+            record("fresh_baseline", lambda: evaluate(load_model(work / "baseline"), fresh, "all", method="baseline",
+                                                      cache=cache))  # fmt: skip
     from longvmnet.measure.report import write_report
 
     write_report(work, results, data, config, args)
