@@ -64,6 +64,22 @@ def test_backbone_tokens_are_the_stride_32_block_of_the_imagenet_model():
     assert torch.equal(backbone.net.conv_stem.weight, full.conv_stem.weight)
 
 
+def test_micro_batches_on_a_cpu_give_the_tokens_of_one_batch():
+    """On a CPU the net sees a few frames per call (faster here); the tokens, and their order, are those of
+    the whole batch at once."""
+    backbone = Backbone(LITE0, image_size=224, grid=7, kwargs={"features_only": True, "out_indices": [4]},
+                        pretrained=True)  # fmt: skip
+    images = photo_batch("chelsea", "rocket", "coffee", "astronaut", "chelsea")
+    images[4] = images[4].flip(1)  # five different frames: 2 + 2 + 1 in micro-batches of 2
+    backbone.micro_batch = len(images)
+    whole = backbone(images)
+    backbone.micro_batch = 2
+    parts = backbone(images)
+    assert parts.shape == (5, 49, 320) and torch.allclose(parts, whole, atol=1e-5)
+    assert not torch.allclose(parts[0], parts[4], atol=1e-2)  # so the order is checked
+    assert backbone(images[:0]).shape == (0, 49, 320)
+
+
 def test_mapping_refuses_a_wrong_file_naming_the_first_mismatch():
     source = torch.load(package_weights_file(LITE0), map_location="cpu", weights_only=True)
     target = imagenet_classifier(LITE0).state_dict()

@@ -41,6 +41,8 @@ def test_bench_smallest_through_cli(tiny_checkpoint, tmp_path, capsys):
     assert sum(r["queries"][t]["all"] for t in TYPES) >= 2 * 9  # 2 videos x 3 types x 3 windows
     assert r["stage1_s"]["total"] > 0 and r["stage1_s"]["frames"] >= 2 * 29
     assert 0 < r["stage1_backbone_ratio"] < 10 and r["backbone_fps"] > 0 and r["sampler_fps"] > 0
+    assert list(r["backbone_fps_by_micro_batch"]) == ["1", "2", "4", "8", "16"]
+    assert all(fps > 0 for fps in r["backbone_fps_by_micro_batch"].values())
     assert list(r["peak_rss_mb"]) == list(r["stage1_seconds"]) == ["20s", "1min", "3min"]
     assert all(r["speedup_vs_limit"][t][w] == pytest.approx(r["speedup"][t][w] / r["speedup_limit"][t][w], rel=1e-2)
                for t in TYPES for w in WINDOWS)  # fmt: skip

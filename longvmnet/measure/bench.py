@@ -205,10 +205,27 @@ def stage1_efficiency(model, video, stage1_s: float, frames_seen: int) -> dict:
         tokens.append(model.proj(feats))
     sampler_s = timed(scan, model, zip((torch.from_numpy(k.times) for k in clips), tokens), video.duration)[1]
     n = sum(len(k.times) for k in clips)
+    by_micro_batch = micro_batch_fps(model.backbone, clips[:8])
     return {"stage1_backbone_ratio": round(backbone_s / n * frames_seen / stage1_s, 3),
             "stage1_fps": round(frames_seen / stage1_s, 1), "backbone_fps": round(n / backbone_s, 1),
             "sampler_fps": round(n / sampler_s, 1), "decode_fps": round(n / decode_s, 1),
-            "ratio_bound_with_decoding_hidden": round(backbone_s / (backbone_s + sampler_s), 3)}  # fmt: skip
+            "ratio_bound_with_decoding_hidden": round(backbone_s / (backbone_s + sampler_s), 3),
+            "backbone_fps_by_micro_batch": by_micro_batch}  # fmt: skip
+
+
+def micro_batch_fps(backbone, clips: list, sizes=(1, 2, 4, 8, 16), rounds: int = 3) -> dict:
+    """The backbone's frames/s on the same clips when it sees 1, 2, 4... frames per call, in interleaved
+    rounds (the median of each): what `Backbone.micro_batch` is chosen by."""
+    keep, fps = backbone.micro_batch, defaultdict(list)
+    n = sum(len(k.times) for k in clips)
+    try:
+        for _ in range(rounds):
+            for size in sizes:
+                backbone.micro_batch = size
+                fps[size].append(n / sum(timed(backbone, torch.from_numpy(k.frames))[1] for k in clips))
+    finally:
+        backbone.micro_batch = keep
+    return {str(size): round(float(np.median(x)), 1) for size, x in fps.items()}
 
 
 def query_latency(model, memory, queries: list, per_kind: int, progress: bool) -> dict:
@@ -364,7 +381,8 @@ def format_bench(r: dict) -> str:
         out += [f"     {t:<21}" + "".join(format(r[key][t][w], fmt).rjust(9) for w in COLUMNS) for t in TYPES]
     out.append(f"2. stage 1 / backbone frames per s: {r['stage1_backbone_ratio']:.2f} ({r['stage1_fps']:.0f} vs "
                f"{r['backbone_fps']:.0f}; sampler alone {r['sampler_fps']:.0f}, decoding alone {r['decode_fps']:.0f}; "
-               f"bound with decoding hidden {r['ratio_bound_with_decoding_hidden']:.2f})")  # fmt: skip
+               f"bound with decoding hidden {r['ratio_bound_with_decoding_hidden']:.2f}); backbone frames/s by frames "
+               "per call: " + ", ".join(f"{k} {v:.0f}" for k, v in r.get("backbone_fps_by_micro_batch", {}).items()))  # fmt: skip
     out.append("3. stage 1 peak RSS, s per video hour: " + ", ".join(
         f"{k} {r['peak_rss_mb'][k]:.0f} MB, {r['stage1_s_per_video_hour'][k]:.0f} s" for k in r["peak_rss_mb"])
         + f" (peak growth {r['peak_rss_growth']:.3f}x)")  # fmt: skip
