@@ -75,8 +75,7 @@ def cmd_ask(args) -> dict:
         query = ObjectQuery(args.activity, args.start, end)
     else:
         query = TimeQuery(args.activity, load_crop(args.object), args.start, end)
-    result = answer(model, memory, [query])[0]
-    return asdict(result)
+    return answer(model, memory, [query])[0].to_dict()
 
 
 def cmd_generate(args) -> dict:

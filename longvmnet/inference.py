@@ -36,8 +36,10 @@ from longvmnet.video import DecodeReport, FrameReader, NoFramesError, VideoLimit
 
 Progress = Callable[[int, int], None]  # (frames scanned, frames in total)
 MAX_CROP_PIXELS = 4096 * 4096
-# decoder time queries per second, where fewer than the answer's (read_grid)
+# decoder time queries per second, where fewer than the answer's, and at most READ_MAX of them per query,
+# evenly spaced (read_grid; activity queries: the config's activity_max_queries)
 READ_FPS = {"object": 0.5, "time": 0.5}
+READ_MAX = {"object": 120, "time": 120}
 
 
 # ---------------------------------------------------------------------- stage 1
@@ -250,11 +252,13 @@ def _batches(todo: list[tuple[int, int]], batch_size: int, max_time_queries: int
 def read_grid(model, kind: str) -> tuple[float, float, int]:
     """(answer fps, decoder fps, most decoder time queries) of a query kind. Object answers give a box per
     frame at `object_fps` and time answers a score per second (`query_fps`), but the decoder reads the memory
-    at `READ_FPS[kind]` and the values in between are interpolated: the memory holds a few frames' worth of
-    tokens, and reading it more often cost more for the same answers (README, Speed)."""
+    at `READ_FPS[kind]`, at most `READ_MAX[kind]` times over a long window, and the values in between are
+    interpolated: the memory holds a few frames' worth of tokens, and reading it more often cost more for
+    the same answers (README, Speed)."""
     c = model.config
     fps = c.object_fps if kind == "object" else c.query_fps
-    return fps, min(fps, READ_FPS.get(kind, fps)), c.activity_max_queries if kind == "activity" else 0
+    most = c.activity_max_queries if kind == "activity" else READ_MAX.get(kind, 0)
+    return fps, min(fps, READ_FPS.get(kind, fps)), most
 
 
 PER_TIME = ("boxes", "presence_logits", "start_logits", "end_logits", "inside_logits")

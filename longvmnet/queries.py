@@ -6,7 +6,7 @@ Letters: b batch, l time queries.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -51,18 +51,41 @@ class ActivityAnswer:
     activities: list[tuple[str, float]]  # (class, probability), best first
     kind: str = "activity"
 
+    def to_dict(self) -> dict:
+        return asdict(self)
 
-@dataclass
+
+@dataclass(eq=False)
 class ObjectAnswer:
-    times: list[float]  # seconds of every sampled frame in the range (object fps)
-    boxes: list[list[float]]  # normalised xyxy per sampled frame
-    presence: list[float]  # probability that the frame shows the activity's object
+    """A box per sampled frame, as arrays (lists are converted): a 30-minute range holds 9000 frames at 5 fps,
+    and making Python lists of their boxes took longer than the decoder's reading of the memory. `to_dict`
+    gives plain lists (JSON)."""
+
+    times: np.ndarray  # (n,) seconds of every sampled frame in the range (object fps)
+    boxes: np.ndarray  # (n, 4) normalised xyxy per sampled frame
+    presence: np.ndarray  # (n,) probability that the frame shows the activity's object
     kind: str = "object"
+
+    def __post_init__(self) -> None:
+        self.times = np.asarray(self.times, dtype=np.float64)
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.presence = np.asarray(self.presence, dtype=np.float32)
+
+    def to_dict(self) -> dict:
+        return {"times": self.times.tolist(), "boxes": self.boxes.tolist(),
+                "presence": self.presence.tolist(), "kind": self.kind}  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ObjectAnswer):
+            return NotImplemented
+        return all(
+            np.array_equal(getattr(self, k), getattr(other, k)) for k in ("times", "boxes", "presence")
+        )
 
     def present(self) -> list[int]:
         """Indices of the frames predicted to show the object: the activity is one segment, so the run of
         consecutive frames with the largest sum of presence logits (`best_run`; at least the likeliest)."""
-        if not self.presence:
+        if not len(self.presence):
             return []
         p = torch.tensor(self.presence, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
         i, j = best_run(p.logit())
@@ -79,6 +102,9 @@ class TimeAnswer:
     end_scores: list[float]
     inside_scores: list[float] = field(default_factory=list)  # per-time probability of lying in the answer
     kind: str = "time"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 Answer = ActivityAnswer | ObjectAnswer | TimeAnswer
@@ -170,16 +196,16 @@ def decode(kind: str, out: dict[str, torch.Tensor], times: torch.Tensor, mask: t
     answers: list[Answer] = []
     for i in range(times.shape[0]):
         n = int(mask[i].sum())
-        t = times[i, :n].tolist()
         if kind == "activity":
             probs = out["activity_logits"][i].sigmoid().tolist()
             ranked = sorted(zip(activities, probs), key=lambda x: -x[1])
             answers.append(ActivityAnswer([(a, float(p)) for a, p in ranked]))
         elif kind == "object":
-            boxes = cxcywh_to_xyxy(out["boxes"][i, :n]).clamp(0, 1).tolist()
-            presence = out["presence_logits"][i, :n].sigmoid().tolist()
-            answers.append(ObjectAnswer(t, boxes, presence))
+            boxes = cxcywh_to_xyxy(out["boxes"][i, :n]).clamp(0, 1).numpy()
+            presence = out["presence_logits"][i, :n].sigmoid().numpy()
+            answers.append(ObjectAnswer(times[i, :n].numpy(), boxes, presence))
         else:
+            t = times[i, :n].tolist()
             s = out["start_logits"][i, :n].log_softmax(-1)
             e = out["end_logits"][i, :n].log_softmax(-1)
             inside = out["inside_logits"][i, :n]

@@ -288,6 +288,32 @@ def test_object_answers_read_the_memory_at_one_fps_and_give_a_box_per_frame(mode
     assert torch.tensor(ans.boxes[:-1]) == pytest.approx(cxcywh_to_xyxy(between).clamp(0, 1), abs=1e-5)
 
 
+def test_long_windows_are_read_at_most_read_max_times(model, monkeypatch):
+    """An object query over a long window is read at READ_MAX evenly spaced times (not READ_FPS), and its
+    answer still has a box per frame at object_fps, within the read boxes' range."""
+    from longvmnet import inference
+    from longvmnet.memory import Memory, MemoryMeta
+    from longvmnet.queries import ObjectQuery
+
+    c = model.config
+    mem = random_memory(model, b=1)
+    memory = Memory(
+        mem["tokens"][0], mem["times"][0], mem["rows"][0], mem["cols"][0], MemoryMeta(duration_s=60)
+    )
+    monkeypatch.setitem(inference.READ_MAX, "object", 6)
+    read, decode = [], model.decode
+    monkeypatch.setattr(
+        model, "decode", lambda enc, times, *a, **k: read.append(times) or decode(enc, times, *a, **k)
+    )
+    ans = inference.answer(model.eval(), memory, [ObjectQuery(c.activities[1], 0.0, 50.0)])[0]
+    assert len(read) == 1 and read[0][0].tolist() == pytest.approx(torch.linspace(0.0, 50.0, 6).tolist())
+    assert len(ans.times) == len(ans.boxes) == int(50 * c.object_fps) + 1 and ans.boxes.shape[1] == 4
+    monkeypatch.setitem(inference.READ_MAX, "object", 1000)  # more than READ_FPS gives: every 1 / READ_FPS s
+    read.clear()
+    inference.answer(model, memory, [ObjectQuery(c.activities[1], 0.0, 50.0)])
+    assert read[0].shape[1] == int(50 * inference.READ_FPS["object"]) + 1
+
+
 def test_time_answers_keep_a_score_per_second_when_the_decoder_reads_fewer(model):
     import numpy as np
 
@@ -387,6 +413,8 @@ def test_queries_with_the_same_inputs_share_one_encoder_pass(model, monkeypatch)
             return x == pytest.approx(y, abs=1e-4)
         if isinstance(x, (list, tuple)):
             return len(x) == len(y) and all(close(u, v) for u, v in zip(x, y))
+        if isinstance(x, np.ndarray):
+            return x.shape == y.shape and np.allclose(x, y, atol=1e-4)
         return x == y
 
     for x, y in zip(together, alone):

@@ -110,9 +110,14 @@ class AnswerHandlers:
         presence = self._calibrated("object", ans.presence)
         present = ans.present()
         confidence = float(np.mean([presence[i] for i in present])) if present else 0.0
-        answer = {"times": ans.times, "boxes": ans.boxes, "presence": presence, "present": present}
+        answer = {
+            "times": ans.times.tolist(),
+            "boxes": ans.boxes.tolist(),
+            "presence": presence,
+            "present": present,
+        }
         lines, fields, evidence = self._report(session, memory, query, logits, None)
-        t0, t1 = ans.times[present[0]], ans.times[present[-1]]
+        t0, t1 = float(ans.times[present[0]]), float(ans.times[present[-1]])
         head = (f"**The object of '{esc(activity)}'** is boxed on {len(present)} frames, {span(t0, t1)}; "
                 f"confidence that they show it {confidence:.0%} (calibrated).")  # fmt: skip
         data = (

@@ -111,7 +111,9 @@ def pairs(q: dict, answer, activities: list[str], object_fps: float) -> tuple[li
         return [p for _, p in answer.activities], [float(a in true) for a, _ in answer.activities]
     if q["type"] == "object":
         frames = {round(float(t) * object_fps) for t in ans["boxes"]}
-        return list(answer.presence), [float(round(t * object_fps) in frames) for t in answer.times]
+        return answer.presence.tolist(), [
+            float(round(t * object_fps) in frames) for t in answer.times.tolist()
+        ]
     inside = [float(ans["start"] - 1e-6 <= t < ans["end"]) for t in answer.times]
     return list(answer.inside_scores), inside
 

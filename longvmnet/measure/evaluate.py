@@ -74,7 +74,7 @@ def score(q: dict, a: Answer, activities: list[str], object_fps: float) -> dict[
         true = [activities.index(x) for x in ans["activities"]]
         return {"activity": recall_at_kx(s, true, 1), "activity_r3": recall_at_kx(s, true, 3)}
     if q["type"] == "object":
-        pred = {round(a.times[i] * object_fps): a.boxes[i] for i in a.present()}
+        pred = {round(a.times[i] * object_fps): a.boxes[i].tolist() for i in a.present()}
         return {"object": float(viou(pred, true_boxes(ans, object_fps)) > 0.3)}
     return {"time": float(tiou((a.start, a.end), (ans["start"], ans["end"])) > 0.3)}
 
@@ -84,10 +84,10 @@ def diagnose(q: dict, a: Answer, object_fps: float) -> dict[str, float]:
     ans = q["answer"]
     if q["type"] == "object":
         true = true_boxes(ans, object_fps)
-        every = {round(t * object_fps): b for t, b in zip(a.times, a.boxes)}
+        every = {round(t * object_fps): i for i, t in enumerate(a.times.tolist())}  # frame -> row of a.boxes
         present = {round(a.times[i] * object_fps) for i in a.present()}
         both = sorted(set(true) & set(every))
-        box = (paired_iou(torch.tensor([every[f] for f in both], dtype=torch.float64),
+        box = (paired_iou(torch.from_numpy(a.boxes[[every[f] for f in both]]).double(),
                           torch.tensor([true[f] for f in both], dtype=torch.float64))[0].mean().item()
                if both else 0.0)  # fmt: skip
         frames = len(present & set(true)) / max(1, len(present | set(true)))
