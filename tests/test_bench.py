@@ -40,6 +40,9 @@ def test_bench_smallest_through_cli(tiny_checkpoint, tmp_path, capsys):
             assert set(r[table][t]) == {*WINDOWS, "all"} and all(v > 0 for v in r[table][t].values()), table
     assert sum(r["queries"][t]["all"] for t in TYPES) >= 2 * 9  # 2 videos x 3 types x 3 windows
     assert r["stage1_s"]["total"] > 0 and r["stage1_s"]["frames"] >= 2 * 29
+    runs = r["stage1_s"]["runs"]  # each video's stage 1 timed before and after its baseline queries
+    assert all(len(x) == 2 and min(x) > 0 and r["stage1_s"]["per_video"][v] == pytest.approx(sum(x) / 2, abs=2e-3)
+               for v, x in runs.items())  # fmt: skip
     assert 0 < r["stage1_backbone_ratio"] < 10 and r["backbone_fps"] > 0 and r["sampler_fps"] > 0
     assert list(r["backbone_fps_by_micro_batch"]) == ["1", "2", "4", "8", "16"]
     assert all(fps > 0 for fps in r["backbone_fps_by_micro_batch"].values())

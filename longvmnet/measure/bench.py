@@ -139,19 +139,33 @@ def _cells(fn, keys) -> dict:
 
 
 def speed_vs_baseline(model, data: ReSTData, s: Settings, progress: bool) -> dict:
-    """Part 1 (keys starting with "_" carry the memories and videos on to parts 2 and 4)."""
+    """Part 1 (keys starting with "_" carry the memories and videos on to parts 2 and 4). Each video's stage 1
+    is timed just before and just after its baseline queries, and the two averaged: the machine's speed
+    drifts over minutes, and the speedup is a ratio of those times."""
     videos = [v for v in data.split("all") if v.queries][: s.videos]
     cells: dict[tuple[str, str], list] = defaultdict(list)  # (type, window) -> [(video, query)]
-    stage1, frames, memories = {}, {}, {}
     for v in videos:
-        bar = tqdm(total=int(v.duration), unit="frame", desc=f"stage 1 {v.id}", disable=not progress)
-        memory, stage1[v.id] = timed(
-            build_memory, model, v.path, progress=lambda n, _, b=bar: b.update(n - b.n)
-        )
-        bar.close()
-        frames[v.id], memories[v.id] = memory.meta.frames_seen, memory
         for q in v.queries:
             cells[(q["type"], q["window"])].append((v, to_query(q, data)))
+    picks = [
+        (key, v, q) for key, items in sorted(cells.items()) for v, q in _spread(items, s.baseline_per_cell)
+    ]
+    stage1, stage1_runs, frames, memories, costs = {}, {}, {}, {}, defaultdict(list)
+
+    def stage1_of(v, when: str):
+        bar = tqdm(total=int(v.duration), unit="frame", desc=f"stage 1 {v.id} ({when} its baseline)",
+                   disable=not progress)  # fmt: skip
+        with bar:
+            return timed(build_memory, model, v.path, progress=lambda n, _: bar.update(n - bar.n))
+
+    for v in videos:
+        memory, before = stage1_of(v, "before")
+        frames[v.id], memories[v.id] = memory.meta.frames_seen, memory
+        for key, _, q in tqdm([p for p in picks if p[1] is v], desc=f"baseline {v.id} (per query, decoded video)",
+                              disable=not progress):  # fmt: skip
+            costs[key].append(timed(baseline_query, model, v.path, q)[1])
+        stage1_runs[v.id] = [round(before, 3), round(stage1_of(v, "after")[1], 3)]
+        stage1[v.id] = float(np.mean(stage1_runs[v.id]))
     stage2, share, base = defaultdict(float), defaultdict(float), {}
     window_s, share_s = defaultdict(float), defaultdict(float)  # the workload's limit: seconds read by each
     for key, items in tqdm(sorted(cells.items()), desc="stage 2 per type x window", disable=not progress):
@@ -162,12 +176,6 @@ def speed_vs_baseline(model, data: ReSTData, s: Settings, progress: bool) -> dic
                 share[key] += stage1[v.id] * len(qs) / len(v.queries)
                 window_s[key] += sum(q.end - q.start for q in qs)
                 share_s[key] += v.duration * len(qs) / len(v.queries)
-    picks = [
-        (key, v, q) for key, items in sorted(cells.items()) for v, q in _spread(items, s.baseline_per_cell)
-    ]
-    costs = defaultdict(list)
-    for key, v, q in tqdm(picks, desc="baseline (per query, decoded video)", disable=not progress):
-        costs[key].append(timed(baseline_query, model, v.path, q)[1])
     for key, items in cells.items():
         base[key] = float(np.mean(costs[key])) * len(items)
     total = lambda d: lambda keys: sum(d[k] for k in keys)
@@ -176,7 +184,8 @@ def speed_vs_baseline(model, data: ReSTData, s: Settings, progress: bool) -> dic
     limit = lambda k: total(window_s)(k) / total(share_s)(k)  # seconds the baseline reads / stage 1 reads
     return {
         "stage1_s": {"per_video": {k: round(x, 3) for k, x in stage1.items()}, "total": round(sum(stage1.values()), 3),
-                     "frames": sum(frames.values()), "fps": round(sum(frames.values()) / sum(stage1.values()), 1)},
+                     "frames": sum(frames.values()), "fps": round(sum(frames.values()) / sum(stage1.values()), 1),
+                     "runs": stage1_runs},
         "stage2_s": _cells(r4(total(stage2)), cells),
         "stage1_share_s": _cells(r4(total(share)), cells),
         "baseline_s": _cells(r4(total(base)), cells),
@@ -186,23 +195,26 @@ def speed_vs_baseline(model, data: ReSTData, s: Settings, progress: bool) -> dic
         "speedup_vs_limit": _cells(r4(lambda k: speedup(k) / limit(k)), cells),
         "queries": _cells(lambda keys: sum(len(cells[k]) for k in keys), cells),
         "baseline_measured": _cells(lambda keys: sum(len(costs[k]) for k in keys), cells),
-        "_memories": memories, "_videos": videos, "_stage1": stage1, "_frames": frames,
+        "_memories": memories, "_videos": videos,
     }  # fmt: skip
 
 
 @torch.inference_mode()
-def stage1_efficiency(model, video, stage1_s: float, frames_seen: int) -> dict:
+def stage1_efficiency(model, video) -> dict:
     """Part 2: stage 1 fps over the backbone's fps on the same frames, decoded beforehand, same batch (T);
+    stage 1 is timed just before and just after the backbone alone (the machine's speed drifts over minutes);
     plus the sampler (projected tokens -> memory) and decoding alone, which explain the ratio."""
     c = model.config
     clips, decode_s = timed(
         lambda: list(iter_clips(video.path, c.memory_fps, c.clip_len, (c.image_size,) * 2))
     )
+    memory, before = timed(build_memory, model, video.path)
     backbone_s, tokens = 0.0, []
     for clip in clips:
         feats, dt = timed(model.backbone, torch.from_numpy(clip.frames))
         backbone_s += dt
         tokens.append(model.proj(feats))
+    stage1_s, frames_seen = (before + timed(build_memory, model, video.path)[1]) / 2, memory.meta.frames_seen
     sampler_s = timed(scan, model, zip((torch.from_numpy(k.times) for k in clips), tokens), video.duration)[1]
     n = sum(len(k.times) for k in clips)
     by_micro_batch = micro_batch_fps(model.backbone, clips[:8])
@@ -310,7 +322,7 @@ def run_bench(checkpoint=None, *, quick: bool = False, smallest: bool = False, w
         _warm_up(model, queries)
         part1 = speed_vs_baseline(model, data, s, progress)
         r.update({k: v for k, v in part1.items() if not k.startswith("_")})
-        r.update(stage1_efficiency(model, v0, part1["_stage1"][v0.id], part1["_frames"][v0.id]))
+        r.update(stage1_efficiency(model, v0))
         r.update(query_latency(model, part1["_memories"][v0.id], queries, s.latency_per_kind, progress))
     r.update(constant_memory(str(checkpoint or ""), s, progress))
     with tqdm(total=1, desc=f"sampler step m=k={s.sampler_tokens}", disable=not progress) as bar:
@@ -332,8 +344,9 @@ def run_bench(checkpoint=None, *, quick: bool = False, smallest: bool = False, w
         "the videos, and scaled by the number of queries; it decodes each window at the memory fps (prefetched "
         "in a thread), runs the backbone per T-frame clip and the encoder-decoder per clip.",
         "stage 2: answer() on each video's queries of a type/window (batched by kind, 32 at most; the median of "
-        "3 runs); stage 1: "
-        "build_memory, decoding in a child process 4 clips ahead.",
+        "3 runs); stage 1: build_memory, decoding in a child process 4 clips ahead, timed just before and just "
+        "after the video's baseline queries and averaged (stage1_s.runs): the machine's speed drifts over "
+        "minutes. stage1_backbone_ratio likewise times stage 1 just before and after the backbone alone.",
         "speedup_limit = seconds of video the baseline reads for the queries of a type/window (their windows) / "
         "seconds stage 1 reads for them (their share of the videos): the speedup if stage 2 were free and both "
         "read a second of video at the same cost; speedup_vs_limit = speedup / speedup_limit.",
