@@ -139,6 +139,27 @@ def test_oracle_memory_holds_the_tokens_that_show_activities(tiny_benchmark, tin
         assert stats["enrichment"] == pytest.approx(held.mean() / relevant.mean(), rel=0.05)
 
 
+def test_random_memory_is_the_same_draw_in_every_run(tiny_benchmark, tiny_checkpoint, tmp_path):
+    """The random rung's scores are seeded by the video: two runs keep the same tokens, two videos differ,
+    and the caller's random state is left as it was."""
+    from dataclasses import replace
+
+    from longvmnet.measure.evaluate import _memory_for
+
+    model = load_model(tiny_checkpoint)
+    model.config = replace(model.config, selection="random")
+    cache = FeatureCache(tmp_path, model)
+    first, second = ReSTData(tiny_benchmark).split("all")[:2]
+    torch.manual_seed(5)
+    want = torch.rand(3)
+    torch.manual_seed(5)
+    a, b = (_memory_for(model, "random", cache, first) for _ in range(2))
+    assert torch.equal(torch.rand(3), want)
+    assert torch.equal(a.times, b.times) and torch.equal(a.rows, b.rows) and torch.equal(a.tokens, b.tokens)
+    other = _memory_for(model, "random", cache, second)
+    assert not (torch.equal(a.times, other.times) and torch.equal(a.rows, other.rows))
+
+
 def test_blind_memory_has_a_uniform_layout_and_no_content(tiny_benchmark, tiny_checkpoint):
     model = load_model(tiny_checkpoint)
     video = ReSTData(tiny_benchmark).split("all")[0]
