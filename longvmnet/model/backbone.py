@@ -98,7 +98,8 @@ def _contiguous_state(module: nn.Module, state: dict, prefix: str, local_metadat
 
 # Frames per backbone call on a CPU. `longvmnet bench` measures the frames/s of each size in interleaved
 # rounds (backbone_fps_by_micro_batch): on this project's 2-core machines EfficientNet-Lite0 at 224 px ran
-# 2.7x faster 4 at a time than 16 at a time (220 against 82 frames/s), with the same tokens.
+# 1.7-2.7x faster 4 at a time than 16 at a time (215 against 129, 220 against 82 frames/s in two runs; 8 at a
+# time 183), with the same tokens.
 CPU_MICRO_BATCH = 4
 
 
@@ -193,8 +194,10 @@ class Backbone(nn.Module):
         with torch.no_grad():
             x = self.preprocess(images)
             step = self.micro_batch if x.device.type == "cpu" else len(x)
-            parts = [self.features(x[i : i + step]) for i in range(0, len(x), max(1, step))]
-            tokens = torch.cat(parts) if len(parts) > 1 else parts[0] if parts else self.features(x)
+            if len(x) > step > 0:
+                tokens = torch.cat([self.features(x[i : i + step]) for i in range(0, len(x), step)])
+            else:
+                tokens = self.features(x)
         if tokens.shape[1] != self.grid * self.grid:
             raise BackboneError(
                 f"The backbone gives {tokens.shape[1]} tokens per image but the config expects "
