@@ -408,7 +408,7 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
   over the window's frames their mean, last minus first, mean absolute step, spread and first half against
   second; with the crop's mean token, through one hidden layer of 128. It is fit in its own phase after the
   decoder phase (`python -m longvmnet.train.reader`, `train/reader.py`): the training videos' activity queries
-  on the memories the model writes, the head's logits fixed beside it, 1500 steps in seconds. A probe of
+  on the memories the model writes, the head's logits fixed beside it, 500 steps (weight decay 0.1, dropout 0.5) in seconds. A probe of
   readers (`longvmnet probe --readers`) pointed there: the memory names the activities of unseen videos'
   queries better than the decoder reads them. On the 12-video benchmark above, activity R@1x short / medium /
   long with the 400-step decoder phase: 30.9 / 26.9 / 29.9 without the reader, 40.3 / 31.8 / 29.9 with it;

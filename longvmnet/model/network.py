@@ -34,6 +34,10 @@ from longvmnet.model.sampler import NeuralSampler, relaxed_topk
 
 MemoryTensors = dict[str, torch.Tensor]  # tokens (b, m, d), times (b, m), rows (b, m), cols (b, m)
 
+# The window reader's dropout while it is fit (the reader phase, `train/reader.py`): 0.5 read unseen videos'
+# activities better than 0.2 (README, Training and results; only used in training mode).
+READER_DROPOUT = 0.5
+
 
 class LongVMNet(
     CheckpointIO,
@@ -83,7 +87,7 @@ class LongVMNet(
             self.match_out = nn.Linear(d, 1)
             self.point_slope = nn.Parameter(torch.tensor(0.2).expm1().log())  # softplus -> 0.2 per second
         if c.window_reader:  # activity logits read straight from the window's memory tokens
-            self.reader = WindowReader(d, len(c.activities))
+            self.reader = WindowReader(d, len(c.activities), dropout=READER_DROPOUT)
         if c.attn_dropout is not None:  # attention-weight dropout apart from the other dropout
             for module in self.modules():
                 if isinstance(module, nn.MultiheadAttention):

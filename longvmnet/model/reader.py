@@ -74,10 +74,11 @@ class WindowReader(nn.Module):
         return self.mlp((features - self.mean) / self.std)
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, offset: torch.Tensor | None = None, *, steps: int = 1500,
-            batch: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = False) -> list[float]:  # fmt: skip
+            batch: int = 128, lr: float = 1e-3, weight_decay: float = 1e-2, seed: int = 0,
+            progress: bool = False) -> list[float]:  # fmt: skip
         """Fit to features x (n, width) and multi-hot answers y (n, c): the standardisation from x, then the
         layers by binary cross-entropy of offset (n, c; logits of another model, fixed) + the reader's
-        logits; AdamW, weight decay 0.01, batches drawn with replacement. Leaves it in eval mode.
+        logits; AdamW, batches drawn with replacement. Leaves it in eval mode.
         -> the loss every 100 steps"""
         x, y = x.to(self.mean.device), y.to(self.mean.device)
         offset = torch.zeros_like(y) if offset is None else offset.to(y.device)
@@ -85,7 +86,7 @@ class WindowReader(nn.Module):
         self.std.copy_(x.std(0).clamp(min=1e-6))
         gen = torch.Generator().manual_seed(seed)
         self.train()
-        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=1e-2)
+        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay)
         losses = []
         for step in tqdm(range(steps), desc="reader: fit", disable=not progress):
             idx = torch.randint(len(y), (batch,), generator=gen).to(y.device)

@@ -51,13 +51,14 @@ def reader_inputs(model, cache: FeatureCache, data: ReSTData, videos: list[Video
     return {k: torch.cat(v) for k, v in rows.items()}
 
 
-def fit_reader(model, inputs: dict[str, torch.Tensor], *, steps: int = 1500, lr: float = 1e-3, seed: int = 0,
-               progress: bool = True) -> list[float]:  # fmt: skip
+def fit_reader(model, inputs: dict[str, torch.Tensor], *, steps: int = 500, lr: float = 1e-3,
+               weight_decay: float = 0.1, seed: int = 0, progress: bool = True) -> list[float]:  # fmt: skip
     """Fit `model.reader` on `reader_inputs`, beside the head's logits (`WindowReader.fit`). -> the loss every
-    100 steps"""
+    100 steps. The defaults (500 steps, weight decay 0.1, with the model's reader dropout 0.5) read unseen
+    videos better than 1500 steps, 0.01 and 0.2, which fit the training queries to near-zero loss (README)."""
     torch.manual_seed(seed)  # the dropout's
     losses = model.reader.fit(inputs["features"], inputs["answers"], inputs["logits"], steps=steps, lr=lr,
-                              seed=seed, progress=progress)  # fmt: skip
+                              weight_decay=weight_decay, seed=seed, progress=progress)  # fmt: skip
     model._fingerprint = None  # the weights changed: memories written before are not this checkpoint's
     return losses
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--out", default=None, help="where the checkpoint with the fit reader goes (default: in place)"
     )
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     try:
