@@ -39,7 +39,7 @@ def query_inputs(model, kind, b=2, length=12):
 @pytest.mark.parametrize(
     "kind,shapes",
     [
-        ("activity", {"activity_logits": (2, 10)}),
+        ("activity", {"activity_logits": (2, 10), "reader_features": (2, 11 * 32 + 3)}),
         ("object", {"boxes": (2, 12, 4), "presence_logits": (2, 12), "token_logits": (2, 64)}),
         (
             "time",
@@ -438,6 +438,34 @@ def test_window_summary_averages_each_memory_frame_inside_the_window():
     assert window_summary(tokens, times, torch.zeros(6)).abs().sum() == 0  # no frame in the window
 
 
+def test_window_feature_reads_the_weighted_tokens_frame_by_frame():
+    from longvmnet.model.reader import time_summary, window_feature
+
+    tokens = torch.arange(12.0).reshape(6, 2)  # 3 frames (t = 0, 1, 2) of 2 tokens
+    times = torch.tensor([0.0, 0.0, 1.0, 1.0, 2.0, 2.0])
+    first = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])  # the first token of each frame
+    f = window_feature(tokens, times, first)
+    assert torch.allclose(f[:-2], time_summary(tokens[[0, 2, 4]])) and f[-2:].tolist() == [3.0, 3.0]
+    both = window_feature(tokens, times, torch.ones(6))  # a frame's tokens are averaged
+    assert torch.allclose(both[:2], tokens.reshape(3, 2, 2).mean((0, 1)))
+    one = window_feature(tokens, times, torch.tensor([0.0, 0.0, 2.0, 2.0, 0.0, 0.0]))  # one frame: still
+    assert one[-2:].tolist() == [1.0, 4.0] and torch.allclose(one[2:4], torch.zeros(2))
+    assert not window_feature(tokens, times, torch.zeros(6)).any()
+
+
+def test_select_frames_keeps_the_best_scored_share_of_the_window_frames():
+    from longvmnet.model.reader import select_frames
+
+    times = torch.tensor([0.0, 0.0, 1.0, 2.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 30.0])
+    inside = times < 10  # 9 frames in the window; the one at 30 s outside
+    scores = torch.tensor([0.0, 5.0, 1.0, 2.0, 2.0, -1.0, 3.0, 0.5, 0.2, 0.1, -2.0, 99.0])
+    picked = select_frames(times, inside, scores, share=0.3)  # 3 of 9 frames: 0 s (its best token), 4 s, 2 s
+    assert picked.tolist() == [1, 1, 0, 1, 1, 0, 1, 0, 0, 0, 0, 0]
+    few = select_frames(times, times < 1.5, scores, share=0.3)  # at least 2 frames
+    assert few.tolist() == [1, 1, 1] + [0] * 9
+    assert not select_frames(times, times > 99, scores).any()  # an empty window
+
+
 def test_window_reader_starts_at_zero_and_reads_only_the_queried_window(model):
     """An unfit reader adds nothing to the activity head; a fit one reads the memory tokens inside the window
     of each query, not those outside, and answers a batch as it answers each query alone."""
@@ -451,7 +479,8 @@ def test_window_reader_starts_at_zero_and_reads_only_the_queried_window(model):
     )  # 8 s of frames
     with torch.no_grad():
         before = model(memory, "activity", times, mask, object_tokens=obj)["activity_logits"]
-        feats = model.window_features(memory, times, mask, obj.mean(1))
+        feats = model(memory, "activity", times, mask, object_tokens=obj)["reader_features"]
+        assert feats.shape == (2, 11 * model.config.d_model + 3)
         assert torch.allclose(model.reader(feats), torch.zeros_like(before))
         for p in model.reader.mlp.parameters():
             torch.nn.init.normal_(p, std=0.5)

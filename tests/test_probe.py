@@ -176,22 +176,6 @@ def test_memory_probes_count_what_the_memory_keeps(pool, tmp_path, monkeypatch, 
         assert out["memory_segment_activity_accuracy"] == out["memory_trajectory_activity_accuracy"] == 0
 
 
-def test_window_feature_reads_the_weighted_tokens_frame_by_frame():
-    from longvmnet.measure.readers import window_feature
-    from longvmnet.model.reader import time_summary
-
-    tokens = torch.arange(12.0).reshape(6, 2)  # 3 frames (t = 0, 1, 2) of 2 tokens
-    times = torch.tensor([0.0, 0.0, 1.0, 1.0, 2.0, 2.0])
-    first = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])  # the first token of each frame
-    f = window_feature(tokens, times, first)
-    assert torch.allclose(f[:-2], time_summary(tokens[[0, 2, 4]])) and f[-2:].tolist() == [3.0, 3.0]
-    both = window_feature(tokens, times, torch.ones(6))  # a frame's tokens are averaged
-    assert torch.allclose(both[:2], tokens.reshape(3, 2, 2).mean((0, 1)))
-    one = window_feature(tokens, times, torch.tensor([0.0, 0.0, 2.0, 2.0, 0.0, 0.0]))  # one frame: still
-    assert one[-2:].tolist() == [1.0, 4.0] and torch.allclose(one[2:4], torch.zeros(2))
-    assert not window_feature(tokens, times, torch.zeros(6)).any()
-
-
 def test_reader_probe_scores_every_activity_query_with_each_weighting(pool, tmp_path):
     from longvmnet.data.features import FeatureCache
     from longvmnet.measure.metrics import recall_at_kx

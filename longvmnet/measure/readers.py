@@ -22,16 +22,9 @@ from longvmnet.data.features import FeatureCache
 from longvmnet.data.rest import ReSTData, VideoItem, multi_hot, query_token_targets
 from longvmnet.measure.ladder import memory_from_cache
 from longvmnet.measure.metrics import recall_at_kx
-from longvmnet.model.reader import WindowReader, window_summary
+from longvmnet.model.reader import WindowReader, window_feature
 
 WEIGHTINGS = ("annotated", "uniform", "pointer")
-
-
-def window_feature(tokens: torch.Tensor, times: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Memory tokens (m, d) at times (m,) with weights (m,) (0 outside the window) -> the window's summary
-    (`model.reader.window_summary`: per frame the weighted mean token, summarised over time, and the number of
-    frames), then the weights' sum. (5 d + 2,)"""
-    return torch.cat([window_summary(tokens, times, weights), torch.tensor([float(weights.sum())])])
 
 
 @torch.inference_mode()

@@ -12,7 +12,7 @@ With the pointer (config.pointer) object and time outputs add token_logits (b, m
 token matches the query (activity outputs too in training, for TrainConfig.activity_pointer), and time
 outputs add inside_logits (b, l). Padded time queries carry heads.NEG. With the window reader
 (config.window_reader, `reader.py`) activity logits add the reader's, outside training: it is fit in a phase
-of its own (`train/reader.py`).
+of its own (`train/reader.py`); activity outputs then add reader_features (b, 11 d + 3), its input.
 """
 
 from __future__ import annotations
@@ -257,35 +257,55 @@ class LongVMNet(
         it encoded, times and mask (b, l). The encoder output does not depend on the query's range, so
         queries with the same inputs and other ranges can share one (`inference.answer`). An activity
         query's crop (b, d), its tokens' mean, is the window reader's (`config.window_reader`)."""
-        mem_times = memory["times"].to(self.device, torch.float32)
-        extra = mem_times.new_full((mem_times.shape[0], enc.shape[1] - mem_times.shape[1]), float("nan"))
-        h = self.decode(enc, times, mask, kind, key_times=torch.cat([mem_times, extra], 1))
+        h = self.decode(enc, times, mask, kind, key_times=self.key_times(enc, memory))
         ev = None
         if self.config.pointer and (kind != "activity" or self.training):  # activity: a training target only
-            m = mem_times.shape[1]
+            m = memory["times"].shape[1]
             ev = self.localise(enc[:, :m], enc[:, m:], memory, times)
         out = self.heads[kind](h, mask.to(self.device), ev)
         if kind == "activity" and self.config.window_reader and not self.training:  # fit in its own phase
             if crop is None:
                 raise ValueError("The window reader reads an activity query's crop: pass read(..., crop=).")
-            out["activity_logits"] = out["activity_logits"] + self.reader(
-                self.window_features(memory, times, mask, crop)
-            )
+            acted = self.acted_on(enc, memory, times, mask)
+            out["reader_features"] = self.window_features(memory, times, mask, crop, acted)
+            out["activity_logits"] = out["activity_logits"] + self.reader(out["reader_features"])
         if ev is not None:
             out["token_logits"] = ev["token_logits"]
         return out
 
-    def window_features(
-        self, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor, crop: torch.Tensor
-    ) -> torch.Tensor:
+    def key_times(self, enc: torch.Tensor, memory: MemoryTensors) -> torch.Tensor:
+        """Seconds of each encoder output token (b, n): the memory tokens' times, NaN for the query's tokens."""
+        mem_times = memory["times"].to(self.device, torch.float32)
+        extra = mem_times.new_full((mem_times.shape[0], enc.shape[1] - mem_times.shape[1]), float("nan"))
+        return torch.cat([mem_times, extra], 1)
+
+    def window_features(self, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor, crop: torch.Tensor,
+                        acted: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """The window reader's input for activity queries whose decoder time queries are times / mask (b, l):
-        the window runs from the first to the last time query. -> (b, 6 d + 1)"""
+        the window runs from the first to the last time query; acted (b, m) per memory token (`acted_on`).
+        -> (b, 11 d + 3)"""
         times, mask = times.to(self.device, torch.float32), mask.to(self.device)
         window = torch.stack([times.masked_fill(~mask, float("inf")).amin(1),
                               times.masked_fill(~mask, float("-inf")).amax(1)], 1)  # fmt: skip
         return WindowReader.features(
-            memory["tokens"].to(self.device), memory["times"], window, crop.to(self.device)
+            memory["tokens"].to(self.device), memory["times"], window, crop.to(self.device), acted
         )
+
+    def acted_on(
+        self, enc: torch.Tensor, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """How likely each memory token's time shows an activity query's crop acted on: the time head's inside
+        logits at the query's time queries, read from the activity query's own encoder output (no activity
+        given), each token taking its nearest time query's. One more decoder pass; it finds the crop's
+        acting frames as well as a pass per activity does (README). -> (b, m)"""
+        m = memory["times"].shape[1]
+        h = self.decode(enc, times, mask, "time", key_times=self.key_times(enc, memory))
+        ev = self.localise(enc[:, :m], enc[:, m:], memory, times) if self.config.pointer else None
+        inside = self.heads["time"](h, mask.to(self.device), ev)["inside_logits"]
+        mem_times = memory["times"].to(self.device, torch.float32)
+        dt = (mem_times[:, :, None] - times.to(self.device, torch.float32)[:, None]).abs()
+        nearest = dt.masked_fill(~mask.to(self.device)[:, None], float("inf")).argmin(-1)
+        return inside.gather(1, nearest)
 
     def localise(
         self, enc_mem: torch.Tensor, enc_query: torch.Tensor, memory: MemoryTensors, times: torch.Tensor

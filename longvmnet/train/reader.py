@@ -27,8 +27,8 @@ from longvmnet.queries import collate_ranges
 @torch.inference_mode()
 def reader_inputs(model, cache: FeatureCache, data: ReSTData, videos: list[VideoItem], progress: bool = True,
                   batch_size: int = 32) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Every activity query of `videos`: "features" (n, 6 d + 1), the activity head's "logits" (n, c) without
-    the reader, and the multi-hot "answers" (n, c)."""
+    """Every activity query of `videos`: the reader's "features" (n, 11 d + 3), the activity head's "logits"
+    (n, c) without the reader, and the multi-hot "answers" (n, c)."""
     c = model.config
     rows: dict[str, list] = {"features": [], "logits": [], "answers": []}
     for v in tqdm(videos, desc="reader: training queries", disable=not progress):
@@ -39,8 +39,8 @@ def reader_inputs(model, cache: FeatureCache, data: ReSTData, videos: list[Video
             obj = model.project(torch.from_numpy(np.stack([cache.crop(data.path(q["crop"])) for q in part])))
             grid = collate_ranges([(q["start"], q["end"]) for q in part], c.query_fps, c.activity_max_queries)
             mem = {k: t.expand(len(part), *t.shape[1:]) for k, t in memory.items()}
-            feats = model.window_features(mem, grid["times"], grid["mask"], obj.mean(1))
             out = model(mem, "activity", grid["times"], grid["mask"], object_tokens=obj)
+            feats = out["reader_features"]
             rows["features"].append(feats.float().cpu())
             rows["logits"].append((out["activity_logits"] - model.reader(feats)).float().cpu())
             rows["answers"].append(
@@ -64,7 +64,8 @@ def fit_reader(model, inputs: dict[str, torch.Tensor], *, steps: int = 500, lr: 
 
 
 def with_reader(model, config) -> torch.nn.Module:
-    """A model of `config` (which has the window reader) with `model`'s weights; only the reader's may be new.
+    """A model of `config` (which has the window reader) with `model`'s weights; only the reader's may be new
+    (or of another width).
     The backbone's weights come with them (none fetched): save it with `save_pretrained(folder, config=config)`
     to keep `config` as it is."""
     from dataclasses import replace
@@ -72,7 +73,10 @@ def with_reader(model, config) -> torch.nn.Module:
     from longvmnet.model import LongVMNet
 
     out = LongVMNet(replace(config, backbone_pretrained=False, backbone_weights=None)).to(model.device)
-    loaded = out.load_state_dict(model.state_dict(), strict=False)
+    new = out.state_dict()  # a reader of another width (an older feature layout) is left to be fit afresh
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.startswith("reader.") or (k in new and new[k].shape == v.shape)}  # fmt: skip
+    loaded = out.load_state_dict(state, strict=False)
     if loaded.unexpected_keys or any(not k.startswith("reader.") for k in loaded.missing_keys):
         raise RuntimeError(f"The model's weights do not fit {config}: {loaded}")
     return out.eval()
