@@ -257,7 +257,8 @@ class LongVMNet(
         it encoded, times and mask (b, l). The encoder output does not depend on the query's range, so
         queries with the same inputs and other ranges can share one (`inference.answer`). An activity
         query's crop (b, d), its tokens' mean, is the window reader's (`config.window_reader`)."""
-        h = self.decode(enc, times, mask, kind, key_times=self.key_times(enc, memory))
+        key_times = self.key_times(enc, memory)
+        h = self.decode(enc, times, mask, kind, key_times=key_times)
         ev = None
         if self.config.pointer and (kind != "activity" or self.training):  # activity: a training target only
             m = memory["times"].shape[1]
@@ -266,7 +267,7 @@ class LongVMNet(
         if kind == "activity" and self.config.window_reader and not self.training:  # fit in its own phase
             if crop is None:
                 raise ValueError("The window reader reads an activity query's crop: pass read(..., crop=).")
-            acted = self.acted_on(enc, memory, times, mask)
+            acted = self.acted_on(enc, memory, times, mask, key_times)
             out["reader_features"] = self.window_features(memory, times, mask, crop, acted)
             out["activity_logits"] = out["activity_logits"] + self.reader(out["reader_features"])
         if ev is not None:
@@ -291,15 +292,14 @@ class LongVMNet(
             memory["tokens"].to(self.device), memory["times"], window, crop.to(self.device), acted
         )
 
-    def acted_on(
-        self, enc: torch.Tensor, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
+    def acted_on(self, enc: torch.Tensor, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor,
+                 key_times: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """How likely each memory token's time shows an activity query's crop acted on: the time head's inside
         logits at the query's time queries, read from the activity query's own encoder output (no activity
-        given), each token taking its nearest time query's. One more decoder pass; it finds the crop's
-        acting frames as well as a pass per activity does (README). -> (b, m)"""
+        given), each token taking its nearest time query's; key_times (b, n) `key_times(enc, memory)`. One more
+        decoder pass; it finds the crop's acting frames as well as a pass per activity does (README). -> (b, m)"""
         m = memory["times"].shape[1]
-        h = self.decode(enc, times, mask, "time", key_times=self.key_times(enc, memory))
+        h = self.decode(enc, times, mask, "time", key_times=key_times)
         ev = self.localise(enc[:, :m], enc[:, m:], memory, times) if self.config.pointer else None
         inside = self.heads["time"](h, mask.to(self.device), ev)["inside_logits"]
         mem_times = memory["times"].to(self.device, torch.float32)
