@@ -50,7 +50,9 @@ class ModelConfig:
     time_bias: bool = False  # time-local cross-attention: per-head bias -slope_h * |t_query - t_token| (ours)
     pointer: bool = False  # object and time heads read query-matched memory tokens near each time (ours)
     activity_conv: int = 0  # >0: the activity head convolves its time queries (this kernel), then mean + max
-    window_reader: bool = False  # activity logits also read straight from the window's memory tokens (ours)
+    # the readers (ours, fit in the reader phase): activity logits also read straight from the window's memory
+    # tokens; object and time answers pick among their best runs by a reader of each run's memory frames
+    window_reader: bool = False
     # --- query fusion ---
     # "paper": memory frames x object tokens element-wise; "pooled": x the mean object token
     fusion: str = "paper"

@@ -48,10 +48,10 @@ def load_model(source: str | os.PathLike | None = None, *, device: str | torch.d
     except CheckpointError:
         raise
     except Exception as e:  # hub errors, missing/unexpected keys, shape mismatches, corrupt files
-        if "size mismatch for reader." in str(e):  # a window reader fit on an older feature layout
+        if "reader." in str(e):  # readers of an older layout (another width, or a reader it lacks)
             raise CheckpointError(
-                f"The checkpoint {source} has a window reader fit on an older layout of its features; refit "
-                f"it: python -m longvmnet.train.reader --checkpoint FOLDER --data BENCHMARK."
+                f"The checkpoint {source} has readers of an older layout (fit by an older longvmnet); refit "
+                f"them: python -m longvmnet.train.reader --checkpoint FOLDER --data BENCHMARK."
             ) from e
         reason = " ".join(str(e).split())[:300] or type(e).__name__
         where = "folder" if is_local else "Hub repo"

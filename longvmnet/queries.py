@@ -64,6 +64,7 @@ class ObjectAnswer:
     times: np.ndarray  # (n,) seconds of every sampled frame in the range (object fps)
     boxes: np.ndarray  # (n, 4) normalised xyxy per sampled frame
     presence: np.ndarray  # (n,) probability that the frame shows the activity's object
+    run: tuple[int, int] | None = None  # the frames chosen (first, last index) when a reader ranked the runs
     kind: str = "object"
 
     def __post_init__(self) -> None:
@@ -72,19 +73,22 @@ class ObjectAnswer:
         self.presence = np.asarray(self.presence, dtype=np.float32)
 
     def to_dict(self) -> dict:
-        return {"times": self.times.tolist(), "boxes": self.boxes.tolist(),
-                "presence": self.presence.tolist(), "kind": self.kind}  # fmt: skip
+        return {"times": self.times.tolist(), "boxes": self.boxes.tolist(), "presence": self.presence.tolist(),
+                "run": None if self.run is None else list(self.run), "kind": self.kind}  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ObjectAnswer):
             return NotImplemented
-        return all(
+        return self.run == other.run and all(
             np.array_equal(getattr(self, k), getattr(other, k)) for k in ("times", "boxes", "presence")
         )
 
     def present(self) -> list[int]:
-        """Indices of the frames predicted to show the object: the activity is one segment, so the run of
-        consecutive frames with the largest sum of presence logits (`best_run`; at least the likeliest)."""
+        """Indices of the frames predicted to show the object: the activity is one segment, so one run of
+        consecutive frames: `run` when set (`inference.rerank`), else the run with the largest sum of presence
+        logits (`best_run`; at least the likeliest)."""
+        if self.run is not None:
+            return list(range(self.run[0], self.run[1] + 1))
         if not len(self.presence):
             return []
         p = torch.tensor(self.presence, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
@@ -190,9 +194,25 @@ def best_run(logits: torch.Tensor) -> tuple[int, int]:
     return best_ij
 
 
+def best_runs(logits: torch.Tensor, k: int, gap: int) -> list[tuple[int, int, float]]:
+    """Up to k disjoint runs, best first: the best run (`best_run`), then the best one at least `gap` time
+    queries away from those taken, and so on; each with its sum of logits. (l,) -> [(i, j, sum)]"""
+    left = logits.double().clone()
+    runs: list[tuple[int, int, float]] = []
+    while len(runs) < k and len(left):
+        i, j = best_run(left)
+        if left[i] == float("-inf"):  # nothing left to take
+            break
+        runs.append((i, j, float(logits[i : j + 1].double().sum())))
+        left[max(0, i - gap) : j + gap + 1] = float("-inf")
+    return runs
+
+
 def decode(kind: str, out: dict[str, torch.Tensor], times: torch.Tensor, mask: torch.Tensor,
-           activities: list[str], fps: float) -> list[Answer]:  # fmt: skip
-    """Model outputs of a batch (see model/network.py) -> one plain answer per query."""
+           activities: list[str], fps: float,
+           runs: list[tuple[int, int] | None] | None = None) -> list[Answer]:  # fmt: skip
+    """Model outputs of a batch (see model/network.py) -> one plain answer per query. `runs`: per query the
+    run of time queries chosen for an object or time answer (`inference.rerank`; None: the best run)."""
     answers: list[Answer] = []
     for i in range(times.shape[0]):
         n = int(mask[i].sum())
@@ -203,13 +223,13 @@ def decode(kind: str, out: dict[str, torch.Tensor], times: torch.Tensor, mask: t
         elif kind == "object":
             boxes = cxcywh_to_xyxy(out["boxes"][i, :n]).clamp(0, 1).numpy()
             presence = out["presence_logits"][i, :n].sigmoid().numpy()
-            answers.append(ObjectAnswer(times[i, :n].numpy(), boxes, presence))
+            answers.append(ObjectAnswer(times[i, :n].numpy(), boxes, presence, runs[i] if runs else None))
         else:
             t = times[i, :n].tolist()
             s = out["start_logits"][i, :n].log_softmax(-1)
             e = out["end_logits"][i, :n].log_softmax(-1)
             inside = out["inside_logits"][i, :n]
-            a, b = best_run(inside)
+            a, b = runs[i] if runs and runs[i] else best_run(inside)
             p = float(inside[a : b + 1].sigmoid().mean())
             answers.append(TimeAnswer(t[a], t[b] + 1.0 / fps, p, t, s.exp().tolist(), e.exp().tolist(),
                                       inside.sigmoid().tolist()))  # fmt: skip

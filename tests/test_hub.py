@@ -51,12 +51,17 @@ def test_missing_and_mismatched_checkpoints(checkpoint, tmp_path):
     save_file(weights, str(broken / "model.safetensors"))
     with pytest.raises(CheckpointError, match="Missing key"):
         load_model(broken)
-    # a window reader of an older feature layout (another width) says how to refit it
+    # readers of an older layout (another width, or one missing) say how to refit them
     older = tmp_path / "older"
     older.mkdir()
     (older / "config.json").write_text((checkpoint / "config.json").read_text())
     weights = load_file(str(checkpoint / "model.safetensors"))
     weights["reader.mean"], weights["reader.std"] = torch.zeros(7), torch.ones(7)
+    save_file(weights, str(older / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="older layout .* python -m longvmnet.train.reader"):
+        load_model(older)
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    weights.pop("segment_reader.mean")  # a checkpoint from before the segment reader
     save_file(weights, str(older / "model.safetensors"))
     with pytest.raises(CheckpointError, match="older layout .* python -m longvmnet.train.reader"):
         load_model(older)

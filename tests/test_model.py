@@ -314,6 +314,42 @@ def test_long_windows_are_read_at_most_read_max_times(model, monkeypatch):
     assert read[0].shape[1] == int(50 * inference.READ_FPS["object"]) + 1
 
 
+def test_the_segment_reader_picks_among_the_best_runs(model, monkeypatch):
+    """Object and time answers: an unfit segment reader leaves the best run; one that reads the query's
+    activity in another candidate run moves the answer there (its weight against the runs' sums)."""
+    from torch import nn
+
+    from longvmnet import inference
+    from longvmnet.queries import ObjectQuery
+
+    c = model.config
+    memory = random_memory(model, b=1)
+    times = torch.arange(0.0, 40.0)[None]
+    logits = torch.full((1, 40), -4.0)
+    logits[0, 2:5], logits[0, 20:23] = 3.0, 2.0  # runs 2..4 (sum 9) and 20..22 (6), then a lone -4
+    grid, out = (
+        {"times": times, "mask": torch.ones_like(times, dtype=torch.bool)},
+        {"presence_logits": logits},
+    )
+    query = [ObjectQuery(c.activities[1], 0.0, 39.0)]
+    assert inference.rerank(model.eval(), memory, "object", query, out, grid, fps=1.0) == [(2, 4)]
+
+    class Reads(nn.Module):  # the query's activity read in the second candidate only
+        def forward(self, x):
+            seen.append(x)
+            y = torch.zeros(len(x), len(c.activities) + 1)
+            y[1, 1] = strength
+            return y
+
+    seen, strength = [], 10.0
+    monkeypatch.setattr(model, "segment_reader", Reads())
+    assert inference.rerank(model, memory, "object", query, out, grid, fps=1.0) == [(20, 22)]  # 6/9 + 2 > 1
+    assert seen[0].shape == (inference.RERANK_RUNS, 5 * c.d_model + 1)
+    strength = 1.0  # 6/9 + 0.2 < 1: the best run stays
+    assert inference.rerank(model, memory, "object", query, out, grid, fps=1.0) == [(2, 4)]
+    assert inference.rerank(model, memory, "activity", query, out, grid, fps=1.0) is None
+
+
 def test_time_answers_keep_a_score_per_second_when_the_decoder_reads_fewer(model):
     import numpy as np
 

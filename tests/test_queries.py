@@ -4,7 +4,7 @@ answer's span; the one short sentence a bad range gets."""
 import pytest
 import torch
 
-from longvmnet.queries import ObjectAnswer, best_run, decode
+from longvmnet.queries import ObjectAnswer, best_run, best_runs, decode
 
 
 @pytest.mark.parametrize(
@@ -28,6 +28,30 @@ def test_present_frames_are_one_run():
         ObjectAnswer([1.0], [[0, 0, 1, 1]], [0.01]).present() == [0]
         and ObjectAnswer([], [], []).present() == []
     )
+
+
+def test_best_runs_are_disjoint_and_best_first():
+    logits = torch.tensor([3.0, 3.0, -5.0, -5.0, -5.0, 2.0, -5.0, -5.0, 1.0, -5.0])
+    assert best_runs(logits, 3, gap=1) == [(0, 1, 6.0), (5, 5, 2.0), (8, 8, 1.0)]
+    # gap 3 blocks 2..4 after the first, 5 is the best left; then 6..8 are within 3 of it: -5 at 9 is all
+    assert best_runs(logits, 3, gap=3) == [(0, 1, 6.0), (5, 5, 2.0), (9, 9, -5.0)]
+    assert best_runs(logits, 5, gap=10) == [(0, 1, 6.0)]  # nothing left after the first
+    assert best_runs(logits, 1, gap=0)[0][:2] == best_run(logits)
+
+
+def test_a_chosen_run_is_what_object_and_time_answers_give():
+    a = ObjectAnswer([0.0, 0.2, 0.4, 0.6, 0.8], [[0, 0, 1, 1]] * 5, [0.9, 0.4, 0.9, 0.1, 0.7], run=(4, 4))
+    assert a.present() == [4] and a.to_dict()["run"] == [4, 4]
+    assert a != ObjectAnswer(a.times, a.boxes, a.presence)  # the same scores, another run
+    times = torch.arange(10.0, 20.0)[None]
+    inside = torch.full((1, 10), -3.0)
+    inside[0, 4:7] = 2.0
+    out = {"start_logits": torch.zeros(1, 10), "end_logits": torch.zeros(1, 10), "inside_logits": inside}
+    mask = torch.ones(1, 10, dtype=torch.bool)
+    (t,) = decode("time", out, times, mask, ["a"], fps=1.0, runs=[(0, 1)])
+    assert (t.start, t.end) == (10.0, 12.0) and t.score == pytest.approx(float(torch.tensor(-3.0).sigmoid()))
+    (t,) = decode("time", out, times, mask, ["a"], fps=1.0, runs=[None])  # None: the best run
+    assert (t.start, t.end) == (14.0, 17.0)
 
 
 def test_time_answer_is_the_best_run_of_inside_scores():

@@ -261,13 +261,19 @@ def test_reader_phase_fits_the_window_reader_on_the_training_queries(tiny_benchm
     n = sum(q["type"] == "activity" for v in videos for q in v.queries)
     assert len(inputs["features"]) == len(inputs["logits"]) == len(inputs["answers"]) == n > 0
     assert torch.equal(inputs["answers"].sum(1) > 0, torch.ones(n, dtype=torch.bool))
-    others = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("reader.")}
+    segments = sum(len(v.annotations["segments"]) for v in videos)
+    assert inputs["segment_features"].shape[1] == 5 * model.config.d_model + 1
+    targets = inputs["segment_targets"]  # each segment 9 times (jittered), then spans touching none
+    assert torch.equal(targets.sum(1), torch.ones(len(targets))) and targets[:, :-1].sum() == 9 * segments
+    readers = ("reader.", "segment_reader.")
+    others = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(readers)}
     fingerprint = model.fingerprint()
     losses = fit_reader(model, inputs, steps=300, lr=3e-3, progress=False)
     assert losses[-1] < 0.8 * losses[0]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in others.items())
     assert model.fingerprint() != fingerprint  # memories written before the fit are not this model's
     assert torch.allclose(model.reader.mean, inputs["features"].mean(0))
+    assert torch.allclose(model.segment_reader.mean, inputs["segment_features"].mean(0))
 
 
 def test_reader_phase_command_writes_a_checkpoint_with_the_fit_reader(
@@ -285,7 +291,9 @@ def test_reader_phase_command_writes_a_checkpoint_with_the_fit_reader(
     saved = json.loads((tiny_checkpoint / "config.json").read_text())
     assert json.loads((out / "config.json").read_text()) == saved | {"window_reader": True}  # as trained
     assert not torch.equal(after.reader.mean, before.reader.mean)  # fit: the features' standardisation
-    weights = {k: v for k, v in after.state_dict().items() if not k.startswith("reader.")}
+    weights = {
+        k: v for k, v in after.state_dict().items() if not k.startswith(("reader.", "segment_reader."))
+    }
     assert all(torch.equal(v, before.state_dict()[k]) for k, v in weights.items())
     with pytest.raises(SystemExit, match="does not exist"):  # one sentence, no traceback
         main(["--checkpoint", str(tmp_path / "missing"), "--data", str(tiny_benchmark)])

@@ -41,7 +41,8 @@ def timeline(
     size: tuple[int, int] = (800, 280),
 ) -> np.ndarray:
     """The probability that the activity is under way at each time of the query range (what the span is read
-    from: the run with the largest sum of logits), the predicted span shaded, as an RGB image (h, w, 3).
+    from: one of the runs with the largest sums of logits, `inference.rerank`), the predicted span shaded, as
+    an RGB image (h, w, 3).
 
     Drawn with PIL in a few milliseconds in the server's own thread: the matplotlib figure it replaces took
     40 ms in a worker process, and under 8 clients time answers queued behind it (issue 19)."""

@@ -88,6 +88,10 @@ class LongVMNet(
             self.point_slope = nn.Parameter(torch.tensor(0.2).expm1().log())  # softplus -> 0.2 per second
         if c.window_reader:  # activity logits read straight from the window's memory tokens
             self.reader = WindowReader(d, len(c.activities), dropout=READER_DROPOUT)
+            # a span's memory frames -> its activity or none (the last class): ranks object and time runs
+            self.segment_reader = WindowReader(
+                d, len(c.activities) + 1, dropout=READER_DROPOUT, width=5 * d + 1
+            )
         if c.attn_dropout is not None:  # attention-weight dropout apart from the other dropout
             for module in self.modules():
                 if isinstance(module, nn.MultiheadAttention):

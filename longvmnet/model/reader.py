@@ -10,6 +10,11 @@ the top 15% by its inside scores, read from the activity query's own encoder out
 pass). It is fit after the decoder phase on the training videos' activity queries (`train/reader.py`); its
 logits add to the activity head's.
 
+The same kind of head, fit on the training videos' annotated segments, is the **segment reader**: from the
+memory frames of a span of time (`span_features`) it names the activity done then, or none. Object and time
+answers pick one run of time queries; with the segment reader they weigh the best few runs by how well it
+reads the query's activity in each (`inference.rerank`).
+
 Letters: b batch, m memory tokens, d width, c activity classes.
 """
 
@@ -69,6 +74,17 @@ def select_frames(times: torch.Tensor, inside: torch.Tensor, scores: torch.Tenso
     keep[best.topk(k).indices] = True
     out[on] = keep[frame_of].float()
     return out
+
+
+def span_features(
+    tokens: torch.Tensor, times: torch.Tensor, spans: list[tuple[float, float]]
+) -> torch.Tensor:
+    """Memory tokens (m, d) at times (m,): per span (start, end) seconds the `window_summary` of every memory
+    frame in it, as the segment reader reads it. -> (k, 5 d + 1)"""
+    times = times.to(tokens.device, torch.float32)
+    return torch.stack(
+        [window_summary(tokens.float(), times, ((times >= a) & (times <= b)).float()) for a, b in spans]
+    )
 
 
 class WindowReader(nn.Module):
