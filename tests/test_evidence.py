@@ -11,7 +11,15 @@ import torch
 
 from longvmnet.config import preset
 from longvmnet.explain import calibration, domain, find
-from longvmnet.explain.evidence import MATCH, SIMILAR, answer_with_tokens, coverage, explain, top_tokens
+from longvmnet.explain.evidence import (
+    ACTED,
+    MATCH,
+    SIMILAR,
+    answer_with_tokens,
+    coverage,
+    explain,
+    top_tokens,
+)
 from longvmnet.inference import answer
 from longvmnet.memory import Memory, MemoryMeta
 from longvmnet.model import LongVMNet
@@ -46,7 +54,9 @@ def test_answer_with_tokens_is_the_answer_of_inference(model, memory):
     for q in (ActivityQuery(crop, 2, 12), ObjectQuery("pour", 2, 12), TimeQuery("stir", crop, 0, 20)):
         got, logits = answer_with_tokens(model, memory, q)
         assert got == answer(model, memory, [q])[0]
-        assert logits is None or logits.shape == (memory.size,)  # the pointer's per-token match scores
+        assert logits is None or logits.shape == (
+            memory.size,
+        )  # the pointer's or the reader's per-token scores
     assert (
         answer_with_tokens(model, memory, ObjectQuery("pour", 2, 12))[1] is not None
     )  # tiny has the pointer
@@ -67,12 +77,34 @@ def test_top_tokens_prefer_the_range_and_rank_by_score(memory):
 def test_explain_falls_back_to_similarity_to_the_crop(model, memory):
     crop = np.full((16, 16, 3), 90, np.uint8)
     q = ActivityQuery(crop, 0, 20)
-    assert explain(model, memory, q, torch.zeros(memory.size)).source == MATCH
+    assert explain(model, memory, TimeQuery("stir", crop, 0, 20), torch.zeros(memory.size)).source == MATCH
     ev = explain(model, memory, q, None, k=4)
     assert ev.source == SIMILAR and len(ev.tokens) == 4
     sims = find.similarity(memory, find.crop_vector(model, crop))
     assert ev.tokens[0].score == pytest.approx(float(sims.max()), abs=1e-4)
     assert explain(model, memory, ObjectQuery("pour", 0, 5), None) is None
+
+
+def test_activity_evidence_is_the_frames_the_reader_reads(model, memory):
+    """An activity answer's evidence: the tokens of the frames its reader reads (the best-scored share of the
+    range's frames), most like the crop first, their scores the similarity; then the range's other tokens."""
+    from longvmnet.model.reader import select_frames
+
+    crop = np.full((16, 16, 3), 90, np.uint8)
+    q = ActivityQuery(crop, 5, 15)
+    acted = memory.times.clone()  # later frames score higher: the reader reads the range's last frames
+    ev = explain(model, memory, q, acted, k=memory.size)
+    assert ev.source == ACTED
+    inside = (memory.times >= 5) & (memory.times <= 15)
+    read = select_frames(memory.times, inside, acted) > 0
+    sims = find.similarity(memory, find.crop_vector(model, crop))
+    n = int(read.sum())
+    assert {t.index for t in ev.tokens[:n]} == set(torch.nonzero(read).flatten().tolist())
+    assert all(t.score == pytest.approx(float(sims[t.index]), abs=1e-4) for t in ev.tokens)
+    assert [t.score for t in ev.tokens[:n]] == sorted((t.score for t in ev.tokens[:n]), reverse=True)
+    assert len(ev.tokens) == int(inside.sum()) and all(5 <= t.time <= 15 for t in ev.tokens)
+    got, acted = answer_with_tokens(model, memory, q)  # the model's own: its reader's scores per token
+    assert acted is not None and acted.shape == (memory.size,)
 
 
 def test_coverage_counts_tokens_and_frames():

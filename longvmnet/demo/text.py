@@ -11,7 +11,7 @@ import re
 from longvmnet.demo.render import clock
 from longvmnet.explain.calibration import MAX_T
 from longvmnet.explain.domain import Knowledge, TokenStats
-from longvmnet.explain.evidence import MATCH, Coverage, Evidence
+from longvmnet.explain.evidence import ACTED, MATCH, Coverage, Evidence
 from longvmnet.memory import Memory
 
 WARN = "⚠️"
@@ -147,11 +147,10 @@ def coverage_sentence(c: Coverage) -> str:
 def evidence_sentence(e: Evidence | None, has_video: bool) -> str:
     if e is None or not e.tokens:
         return "No evidence: this model scores no memory tokens for this kind of query."
-    what = (
-        "the model's match score"
-        if e.source == MATCH
-        else "cosine similarity to the crop (the model scores no tokens for this query)"
-    )
+    what = {
+        MATCH: "the model's match score",
+        ACTED: "cosine similarity to the crop, first in the frames the model reads as its object acted on",
+    }.get(e.source, "cosine similarity to the crop (the model scores no tokens for this query)")
     where = ", ".join(f"{clock(t.time, tenths=True)}" for t in e.tokens)
     see = "" if has_video else " Load the video with the memory to see their patches."
     return f"**Evidence:** the {len(e.tokens)} memory tokens that weighed most, by {what}, from {where}.{see}"

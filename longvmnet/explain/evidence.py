@@ -2,26 +2,30 @@
 
 With the pointer (config.pointer), the model scores every memory token for how well it matches the query
 (`token_logits` (m,), trained against the tokens that show the answer); object and time answers read those
-scores near each time. `answer_with_tokens` answers one query exactly as `inference.answer` does and keeps
-those scores; `top_tokens` ranks them. A model without them (or a kind that does not return them) falls back
-to a gradient-free attribution that says what it is: the cosine similarity of each memory token to the
-query's crop (`find.similarity`). Nothing here imports Gradio.
+scores near each time. An activity answer with the window reader reads the frames where the crop's object is
+likeliest acted on (`LongVMNet.acted_on`, `reader.select_frames`): its evidence is those frames' tokens, most
+like the crop first. `answer_with_tokens` answers one query exactly as `inference.answer` does and keeps
+those scores; `top_tokens` ranks them. A model without them falls back to a gradient-free attribution that
+says what it is: the cosine similarity of each memory token to the query's crop (`find.similarity`). Nothing
+here imports Gradio.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from longvmnet.explain.find import crop_vector, similarity
 from longvmnet.inference import answer_batch
 from longvmnet.memory import Memory
+from longvmnet.model.reader import select_frames
 from longvmnet.queries import Answer, Query, validate
 
 MATCH = "the model's match score"  # what Token.score is, for each source
 SIMILAR = "cosine similarity to the crop"
+ACTED = "cosine similarity to the crop, in the frames the reader reads as the crop's object acted on"
 
 
 @dataclass(frozen=True)
@@ -69,15 +73,16 @@ class Coverage:
 @torch.inference_mode()
 def answer_with_tokens(model, memory: Memory, query: Query, *,
                        crops: Callable | None = None) -> tuple[Answer, torch.Tensor | None]:  # fmt: skip
-    """Stage 2 for one query, the same computation as `inference.answer`, also returning the model's
-    `token_logits` (m,) when it has them (else None). `crops` maps crops to their tokens (default
-    `crop_tokens`; an `inference.CropTokens` cache)."""
+    """Stage 2 for one query, the same computation as `inference.answer`, also returning the model's per-token
+    scores (m,) when it has them (else None): the pointer's `token_logits` for object and time answers, the
+    reader's `acted` for activity answers. `crops` maps crops to their tokens (default `crop_tokens`; an
+    `inference.CropTokens` cache)."""
     if model.training:
         model.eval()
     validate(query, duration_s=memory.meta.duration_s, activities=model.config.activities)
     mem = {k: v.to(model.device) for k, v in memory.batched().items()}
     answers, out = answer_batch(model, mem, query.kind, [query], crops)
-    logits = out.get("token_logits")
+    logits = out.get("acted" if query.kind == "activity" else "token_logits")
     return answers[0], None if logits is None else logits[0].float().cpu()
 
 
@@ -105,8 +110,18 @@ def explain(
     k: int = 6,
     crops: Callable | None = None,
 ) -> Evidence | None:
-    """The answer's evidence: its top tokens by the model's match score, or by similarity to the query's crop
-    when the model gave no match scores; None when neither exists (an object query without a pointer)."""
+    """The answer's evidence: its top tokens by the model's match score; for an activity answer with the
+    reader's `acted` scores, the tokens of the frames the reader reads (`select_frames` in the range) by their
+    similarity to the crop, then the range's others; else by similarity to the query's crop; None when neither
+    exists (an object query without a pointer)."""
+    if token_logits is not None and query.kind == "activity":
+        sims = similarity(memory, crop_vector(model, query.crop, crops=crops))
+        inside = (memory.times >= query.start - 1e-3) & (memory.times <= query.end + 1e-3)
+        read = select_frames(memory.times, inside, token_logits) > 0
+        order = top_tokens(
+            memory, sims + 4.0 * read, k=k, start=query.start, end=query.end
+        )  # read ones first
+        return Evidence([replace(t, score=round(float(sims[t.index]), 4)) for t in order], ACTED)
     if token_logits is not None:
         scores, source = token_logits, MATCH
     elif getattr(query, "crop", None) is not None:

@@ -12,7 +12,8 @@ With the pointer (config.pointer) object and time outputs add token_logits (b, m
 token matches the query (activity outputs too in training, for TrainConfig.activity_pointer), and time
 outputs add inside_logits (b, l). Padded time queries carry heads.NEG. With the window reader
 (config.window_reader, `reader.py`) activity logits add the reader's, outside training: it is fit in a phase
-of its own (`train/reader.py`); activity outputs then add reader_features (b, 11 d + 3), its input.
+of its own (`train/reader.py`); activity outputs then add acted (b, m), how likely each memory token's time
+shows the crop's object acted on (`acted_on`), and reader_features (b, 11 d + 3), the reader's input.
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ class LongVMNet(
         if kind == "activity" and self.config.window_reader and not self.training:  # fit in its own phase
             if crop is None:
                 raise ValueError("The window reader reads an activity query's crop: pass read(..., crop=).")
-            acted = self.acted_on(enc, memory, times, mask, key_times)
+            out["acted"] = acted = self.acted_on(enc, memory, times, mask, key_times)
             out["reader_features"] = self.window_features(memory, times, mask, crop, acted)
             out["activity_logits"] = out["activity_logits"] + self.reader(out["reader_features"])
         if ev is not None:
