@@ -18,6 +18,7 @@ from PIL import Image
 from longvmnet.memory import Memory, MemoryMeta
 from longvmnet.model import KINDS, MemoryTensors
 from longvmnet.model.reader import span_features
+from longvmnet.model.runs import best_runs
 from longvmnet.queries import (
     ActivityAnswer,
     ActivityQuery,
@@ -28,7 +29,6 @@ from longvmnet.queries import (
     QueryError,
     TimeAnswer,
     TimeQuery,
-    best_runs,
     collate,
     decode,
     time_grid,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from longvmnet.model.box_ops import cxcywh_to_xyxy
+from longvmnet.model.runs import best_run
 
 
 class QueryError(ValueError):
@@ -178,34 +179,6 @@ def collate_ranges(
         times[i, len(g) :] = g[-1]
         mask[i, : len(g)] = True
     return {"times": times, "mask": mask}
-
-
-def best_run(logits: torch.Tensor) -> tuple[int, int]:
-    """The run i..j (inclusive) with the largest sum of logits: the most likely single interval when each
-    time is inside independently with probability sigmoid(logit). All negative: the largest one. (l,) -> i, j"""
-    best, best_ij, run, start = float("-inf"), (0, 0), 0.0, 0
-    for k, v in enumerate(logits.tolist()):
-        if run <= 0.0:
-            run, start = v, k
-        else:
-            run += v
-        if run > best:
-            best, best_ij = run, (start, k)
-    return best_ij
-
-
-def best_runs(logits: torch.Tensor, k: int, gap: int) -> list[tuple[int, int, float]]:
-    """Up to k disjoint runs, best first: the best run (`best_run`), then the best one at least `gap` time
-    queries away from those taken, and so on; each with its sum of logits. (l,) -> [(i, j, sum)]"""
-    left = logits.double().clone()
-    runs: list[tuple[int, int, float]] = []
-    while len(runs) < k and len(left):
-        i, j = best_run(left)
-        if left[i] == float("-inf"):  # nothing left to take
-            break
-        runs.append((i, j, float(logits[i : j + 1].double().sum())))
-        left[max(0, i - gap) : j + gap + 1] = float("-inf")
-    return runs
 
 
 def decode(kind: str, out: dict[str, torch.Tensor], times: torch.Tensor, mask: torch.Tensor,

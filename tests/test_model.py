@@ -353,6 +353,46 @@ def test_the_segment_reader_picks_among_the_best_runs(model):
     assert inference.rerank(model, memory, "activity", query, out, grid, fps=1.0) is None
 
 
+def test_acting_spans_are_the_best_runs_of_the_window_frames():
+    from longvmnet.model.reader import acting_spans
+
+    times = torch.tensor([0.0, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 50.0])
+    scores = torch.tensor(
+        [-1.0, 2.0, -9.0, 3.0, -5.0, -5.0, -5.0, 1.0, -5.0, 99.0]
+    )  # a frame: its best token
+    inside = times < 10
+    assert acting_spans(times, inside, scores, k=2, gap=2) == [(1.0, 2.0), (6.0, 6.0)]
+    assert acting_spans(times, times > 99, scores) == []
+
+
+def test_activity_logits_add_the_segment_readers_reading_of_the_acting_runs(model):
+    """An activity answer's logits: head + window reader + SEGMENT_WEIGHT x the segment reader's largest
+    logit per activity over the window's acting runs (zero for an unfit reader)."""
+    import copy
+
+    from torch import nn
+
+    from longvmnet.model import network
+
+    model = copy.deepcopy(model).eval()
+    times, mask, obj, _ = query_inputs(model, "activity")
+    memory = random_memory(model)
+    memory["times"] = torch.arange(model.config.memory_size).float().div(8).floor().repeat(2, 1)
+    c = len(model.config.activities)
+    with torch.no_grad():
+        before = model(memory, "activity", times, mask, object_tokens=obj)["activity_logits"]
+
+        class Reads(nn.Module):  # activity j read with logit j in every span
+            def forward(self, x):
+                return torch.arange(c + 1.0).expand(len(x), -1)
+
+        model.segment_reader = Reads()
+        after = model(memory, "activity", times, mask, object_tokens=obj)["activity_logits"]
+    assert torch.allclose(
+        after - before, network.SEGMENT_WEIGHT * torch.arange(float(c)).expand(2, -1), atol=1e-5
+    )
+
+
 def test_time_answers_keep_a_score_per_second_when_the_decoder_reads_fewer(model):
     import numpy as np
 

@@ -4,7 +4,8 @@ answer's span; the one short sentence a bad range gets."""
 import pytest
 import torch
 
-from longvmnet.queries import ObjectAnswer, best_run, best_runs, decode
+from longvmnet.model.runs import best_run, best_runs
+from longvmnet.queries import ObjectAnswer, decode
 
 
 @pytest.mark.parametrize(

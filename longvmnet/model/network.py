@@ -30,7 +30,7 @@ from longvmnet.model.checkpoint import CheckpointIO
 from longvmnet.model.decoding import KINDS, TimeQueryDecoding, sdpa_attention
 from longvmnet.model.heads import ActivityHead, ObjectHead, TimeHead
 from longvmnet.model.position_encoding import spatial_encoding, temporal_encoding
-from longvmnet.model.reader import WindowReader
+from longvmnet.model.reader import WindowReader, acting_spans, span_features
 from longvmnet.model.sampler import NeuralSampler, relaxed_topk
 
 MemoryTensors = dict[str, torch.Tensor]  # tokens (b, m, d), times (b, m), rows (b, m), cols (b, m)
@@ -38,6 +38,9 @@ MemoryTensors = dict[str, torch.Tensor]  # tokens (b, m, d), times (b, m), rows 
 # The window reader's dropout while it is fit (the reader phase, `train/reader.py`): 0.5 read unseen videos'
 # activities better than 0.2 (README, Training and results; only used in training mode).
 READER_DROPOUT = 0.5
+# The weight of the segment reader's reading of an activity query's acting runs (`segment_logits`) in its
+# logits: of 0.5, 1, 2 and 5, 1 read two sets of unseen videos best together (README, Training and results).
+SEGMENT_WEIGHT = 1.0
 
 
 class LongVMNet(
@@ -274,7 +277,8 @@ class LongVMNet(
                 raise ValueError("The window reader reads an activity query's crop: pass read(..., crop=).")
             out["acted"] = acted = self.acted_on(enc, memory, times, mask, key_times)
             out["reader_features"] = self.window_features(memory, times, mask, crop, acted)
-            out["activity_logits"] = out["activity_logits"] + self.reader(out["reader_features"])
+            out["activity_logits"] = (out["activity_logits"] + self.reader(out["reader_features"])
+                                      + SEGMENT_WEIGHT * self.segment_logits(memory, times, mask, acted))  # fmt: skip
         if ev is not None:
             out["token_logits"] = ev["token_logits"]
         return out
@@ -296,6 +300,27 @@ class LongVMNet(
         return WindowReader.features(
             memory["tokens"].to(self.device), memory["times"], window, crop.to(self.device), acted
         )
+
+    def segment_logits(
+        self, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor, acted: torch.Tensor
+    ) -> torch.Tensor:
+        """What the segment reader reads in each activity query's window (times / mask (b, l)): per activity
+        its largest logit over the window's best runs of acting frames (`reader.acting_spans` of `acted`
+        (b, m)); zeros for a window without memory frames. -> (b, c)"""
+        c = len(self.config.activities)
+        times, mask = times.to(self.device, torch.float32), mask.to(self.device)
+        start = times.masked_fill(~mask, float("inf")).amin(1)
+        end = times.masked_fill(~mask, float("-inf")).amax(1)
+        tokens, mem_times = memory["tokens"].to(self.device), memory["times"].to(self.device, torch.float32)
+        rows = []
+        for i in range(len(times)):
+            inside = (mem_times[i] >= start[i]) & (mem_times[i] <= end[i])
+            spans = acting_spans(mem_times[i], inside, acted[i].float())
+            read = (
+                self.segment_reader(span_features(tokens[i], mem_times[i], spans))[:, :c] if spans else None
+            )
+            rows.append(read.amax(0) if read is not None else tokens.new_zeros(c))
+        return torch.stack(rows)
 
     def acted_on(self, enc: torch.Tensor, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor,
                  key_times: torch.Tensor) -> torch.Tensor:  # fmt: skip

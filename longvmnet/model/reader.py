@@ -13,7 +13,8 @@ logits add to the activity head's.
 The same kind of head, fit on the training videos' annotated segments, is the **segment reader**: from the
 memory frames of a span of time (`span_features`) it names the activity done then, or none. Object and time
 answers pick one run of time queries; with the segment reader they weigh the best few runs by how well it
-reads the query's activity in each (`inference.rerank`).
+reads the query's activity in each (`inference.rerank`). Activity answers add its reading of the window's
+best runs of acting frames (`acting_spans`; per activity the largest over the runs).
 
 Letters: b batch, m memory tokens, d width, c activity classes.
 """
@@ -23,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from longvmnet.model.runs import best_runs
 
 
 def time_summary(s: torch.Tensor) -> torch.Tensor:
@@ -85,6 +88,18 @@ def span_features(
     return torch.stack(
         [window_summary(tokens.float(), times, ((times >= a) & (times <= b)).float()) for a, b in spans]
     )
+
+
+def acting_spans(times: torch.Tensor, inside: torch.Tensor, scores: torch.Tensor, k: int = 3,
+                 gap: int = 2) -> list[tuple[float, float]]:  # fmt: skip
+    """The k best disjoint runs of a window's memory frames (distinct times where `inside`) by their tokens'
+    best score (`runs.best_runs`, `gap` frames apart), as (start, end) seconds. times, inside, scores (m,)"""
+    on = torch.nonzero(inside).flatten()
+    if len(on) == 0:
+        return []
+    frames, frame_of = torch.unique(times[on].float(), return_inverse=True)
+    best = scores.new_full((len(frames),), float("-inf")).scatter_reduce(0, frame_of, scores[on], "amax")
+    return [(float(frames[a]), float(frames[b])) for a, b, _ in best_runs(best.float().cpu(), k, gap)]
 
 
 class WindowReader(nn.Module):
