@@ -149,7 +149,7 @@ def evidence_sentence(e: Evidence | None, has_video: bool) -> str:
         return "No evidence: this model scores no memory tokens for this kind of query."
     what = {
         MATCH: "the model's match score",
-        ACTED: "cosine similarity to the crop, first in the frames the model reads as its object acted on",
+        ACTED: "cosine similarity to the crop, in the frames the model reads as its object acted on",
     }.get(e.source, "cosine similarity to the crop (the model scores no tokens for this query)")
     where = ", ".join(f"{clock(t.time, tenths=True)}" for t in e.tokens)
     see = "" if has_video else " Load the video with the memory to see their patches."

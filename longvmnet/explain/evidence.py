@@ -4,7 +4,7 @@ With the pointer (config.pointer), the model scores every memory token for how w
 (`token_logits` (m,), trained against the tokens that show the answer); object and time answers read those
 scores near each time. An activity answer with the window reader reads the frames where the crop's object is
 likeliest acted on (`LongVMNet.acted_on`, `reader.select_frames`): its evidence is those frames' tokens, most
-like the crop first. `answer_with_tokens` answers one query exactly as `inference.answer` does and keeps
+like the crop first (no others). `answer_with_tokens` answers one query exactly as `inference.answer` does and keeps
 those scores; `top_tokens` ranks them. A model without them falls back to a gradient-free attribution that
 says what it is: the cosine similarity of each memory token to the query's crop (`find.similarity`). Nothing
 here imports Gradio.
@@ -13,7 +13,7 @@ here imports Gradio.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -111,17 +111,16 @@ def explain(
     crops: Callable | None = None,
 ) -> Evidence | None:
     """The answer's evidence: its top tokens by the model's match score; for an activity answer with the
-    reader's `acted` scores, the tokens of the frames the reader reads (`select_frames` in the range) by their
-    similarity to the crop, then the range's others; else by similarity to the query's crop; None when neither
-    exists (an object query without a pointer)."""
+    reader's `acted` scores, the tokens of the frames the reader reads (`select_frames` in the range), most
+    like the crop first; else by similarity to the query's crop; None when neither exists (an object query
+    without a pointer)."""
     if token_logits is not None and query.kind == "activity":
         sims = similarity(memory, crop_vector(model, query.crop, crops=crops))
         inside = (memory.times >= query.start - 1e-3) & (memory.times <= query.end + 1e-3)
-        read = select_frames(memory.times, inside, token_logits) > 0
-        order = top_tokens(
-            memory, sims + 4.0 * read, k=k, start=query.start, end=query.end
-        )  # read ones first
-        return Evidence([replace(t, score=round(float(sims[t.index]), 4)) for t in order], ACTED)
+        read = torch.nonzero(select_frames(memory.times, inside, token_logits)).flatten()
+        order = read[sims[read].argsort(descending=True)][:k].tolist()
+        return Evidence([Token(i, round(float(memory.times[i]), 3), int(memory.rows[i]), int(memory.cols[i]),
+                               round(float(sims[i]), 4)) for i in order], ACTED)  # fmt: skip
     if token_logits is not None:
         scores, source = token_logits, MATCH
     elif getattr(query, "crop", None) is not None:
