@@ -30,7 +30,7 @@ from longvmnet.model.checkpoint import CheckpointIO
 from longvmnet.model.decoding import KINDS, TimeQueryDecoding, sdpa_attention
 from longvmnet.model.heads import ActivityHead, ObjectHead, TimeHead
 from longvmnet.model.position_encoding import spatial_encoding, temporal_encoding
-from longvmnet.model.reader import WindowReader, acting_spans, span_features
+from longvmnet.model.reader import ReaderInputs, WindowReader
 from longvmnet.model.sampler import NeuralSampler, relaxed_topk
 
 MemoryTensors = dict[str, torch.Tensor]  # tokens (b, m, d), times (b, m), rows (b, m), cols (b, m)
@@ -46,6 +46,7 @@ SEGMENT_WEIGHT = 1.0
 class LongVMNet(
     CheckpointIO,
     TimeQueryDecoding,
+    ReaderInputs,
     nn.Module,
     PyTorchModelHubMixin,
     library_name="longvmnet",
@@ -288,54 +289,6 @@ class LongVMNet(
         mem_times = memory["times"].to(self.device, torch.float32)
         extra = mem_times.new_full((mem_times.shape[0], enc.shape[1] - mem_times.shape[1]), float("nan"))
         return torch.cat([mem_times, extra], 1)
-
-    def window_features(self, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor, crop: torch.Tensor,
-                        acted: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """The window reader's input for activity queries whose decoder time queries are times / mask (b, l):
-        the window runs from the first to the last time query; acted (b, m) per memory token (`acted_on`).
-        -> (b, 11 d + 3)"""
-        times, mask = times.to(self.device, torch.float32), mask.to(self.device)
-        window = torch.stack([times.masked_fill(~mask, float("inf")).amin(1),
-                              times.masked_fill(~mask, float("-inf")).amax(1)], 1)  # fmt: skip
-        return WindowReader.features(
-            memory["tokens"].to(self.device), memory["times"], window, crop.to(self.device), acted
-        )
-
-    def segment_logits(
-        self, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor, acted: torch.Tensor
-    ) -> torch.Tensor:
-        """What the segment reader reads in each activity query's window (times / mask (b, l)): per activity
-        its largest logit over the window's best runs of acting frames (`reader.acting_spans` of `acted`
-        (b, m)); zeros for a window without memory frames. -> (b, c)"""
-        c = len(self.config.activities)
-        times, mask = times.to(self.device, torch.float32), mask.to(self.device)
-        start = times.masked_fill(~mask, float("inf")).amin(1)
-        end = times.masked_fill(~mask, float("-inf")).amax(1)
-        tokens, mem_times = memory["tokens"].to(self.device), memory["times"].to(self.device, torch.float32)
-        rows = []
-        for i in range(len(times)):
-            inside = (mem_times[i] >= start[i]) & (mem_times[i] <= end[i])
-            spans = acting_spans(mem_times[i], inside, acted[i].float())
-            read = (
-                self.segment_reader(span_features(tokens[i], mem_times[i], spans))[:, :c] if spans else None
-            )
-            rows.append(read.amax(0) if read is not None else tokens.new_zeros(c))
-        return torch.stack(rows)
-
-    def acted_on(self, enc: torch.Tensor, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor,
-                 key_times: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """How likely each memory token's time shows an activity query's crop acted on: the time head's inside
-        logits at the query's time queries, read from the activity query's own encoder output (no activity
-        given), each token taking its nearest time query's; key_times (b, n) `key_times(enc, memory)`. One more
-        decoder pass; it finds the crop's acting frames as well as a pass per activity does (README). -> (b, m)"""
-        m = memory["times"].shape[1]
-        h = self.decode(enc, times, mask, "time", key_times=key_times)
-        ev = self.localise(enc[:, :m], enc[:, m:], memory, times) if self.config.pointer else None
-        inside = self.heads["time"](h, mask.to(self.device), ev)["inside_logits"]
-        mem_times = memory["times"].to(self.device, torch.float32)
-        dt = (mem_times[:, :, None] - times.to(self.device, torch.float32)[:, None]).abs()
-        nearest = dt.masked_fill(~mask.to(self.device)[:, None], float("inf")).argmin(-1)
-        return inside.gather(1, nearest)
 
     def localise(
         self, enc_mem: torch.Tensor, enc_query: torch.Tensor, memory: MemoryTensors, times: torch.Tensor
