@@ -67,16 +67,24 @@ def window_feature(tokens: torch.Tensor, times: torch.Tensor, weights: torch.Ten
 SELECT_SHARE = 0.15
 
 
+def frame_scores(times: torch.Tensor, inside: torch.Tensor, scores: torch.Tensor):
+    """A window's memory frames (distinct times where `inside`) and each one's best token score.
+    times, inside, scores (m,) -> the inside tokens' indices, the frames' times in order, each inside token's
+    frame, the frames' scores"""
+    on = torch.nonzero(inside).flatten()
+    frames, frame_of = torch.unique(times[on], return_inverse=True)
+    best = scores.new_full((len(frames),), float("-inf")).scatter_reduce(0, frame_of, scores[on], "amax")
+    return on, frames, frame_of, best
+
+
 def select_frames(times: torch.Tensor, inside: torch.Tensor, scores: torch.Tensor,
                   share: float = SELECT_SHARE) -> torch.Tensor:  # fmt: skip
     """The memory frames (distinct times) inside a window with the highest scores: `share` of them, at least
     2 (all when fewer). times, inside (bool), scores (m,) per token -> (m,) 1.0 on the chosen frames' tokens."""
     out = torch.zeros_like(times, dtype=torch.float32)
-    on = torch.nonzero(inside).flatten()
+    on, frames, frame_of, best = frame_scores(times, inside, scores)
     if len(on) == 0:
         return out
-    frames, frame_of = torch.unique(times[on], return_inverse=True)
-    best = scores.new_full((len(frames),), float("-inf")).scatter_reduce(0, frame_of, scores[on], "amax")
     k = min(len(frames), max(2, round(share * len(frames))))
     keep = torch.zeros(len(frames), dtype=torch.bool, device=times.device)
     keep[best.topk(k).indices] = True
@@ -99,11 +107,7 @@ def acting_spans(times: torch.Tensor, inside: torch.Tensor, scores: torch.Tensor
                  gap: int = 2) -> list[tuple[float, float]]:  # fmt: skip
     """The k best disjoint runs of a window's memory frames (distinct times where `inside`) by their tokens'
     best score (`runs.best_runs`, `gap` frames apart), as (start, end) seconds. times, inside, scores (m,)"""
-    on = torch.nonzero(inside).flatten()
-    if len(on) == 0:
-        return []
-    frames, frame_of = torch.unique(times[on].float(), return_inverse=True)
-    best = scores.new_full((len(frames),), float("-inf")).scatter_reduce(0, frame_of, scores[on], "amax")
+    _, frames, _, best = frame_scores(times, inside, scores)
     return [(float(frames[a]), float(frames[b])) for a, b, _ in best_runs(best.float().cpu(), k, gap)]
 
 
