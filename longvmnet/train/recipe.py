@@ -6,7 +6,7 @@
   training activity queries) -> the accuracy ladder on the held-out test videos ->
   memory-size sweep -> a freshly generated benchmark -> report and model card -> checkpoint.
 
-    python -m longvmnet.train.recipe [--videos 16 --minutes 20 --steps 500 --extra-train-videos 31 --decoder-steps 1200]
+    python -m longvmnet.train.recipe [--videos 16 --minutes 20 --steps 500 --extra-train-videos 62 --decoder-steps 1200]
                                [--tiny]
 
 Every stage writes its output under --work (default runs/recipe) and is skipped when that output exists.
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=500, help="training steps of every variant (same budget)")
     p.add_argument("--decoder-steps", type=int, default=1200,
                    help="steps of the decoder phase after end-to-end training (the model that ships)")  # fmt: skip
-    p.add_argument("--extra-train-videos", type=int, default=31,
+    p.add_argument("--extra-train-videos", type=int, default=62,
                    help="more generated training videos, added before the decoder phase (which they train)")  # fmt: skip
     p.add_argument("--val-every", type=int, default=100, help="steps between validations (best model kept)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"of {','.join(VARIANTS)}")
