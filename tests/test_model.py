@@ -365,6 +365,45 @@ def test_acting_spans_are_the_best_runs_of_the_window_frames():
     assert acting_spans(times, times > 99, scores) == []
 
 
+def test_frame_grid_reads_each_memory_frame_of_the_window():
+    from longvmnet.model.reader import frame_grid
+
+    mem_times = torch.tensor([[5.0, 1.0, 1.0, 9.0, 30.0, 3.0], [40.0, 41.0, 42.0, 43.0, 44.0, 45.0]])
+    times = torch.tensor([[0.0, 5.0, 10.0], [0.0, 10.0, 20.0]])  # windows 0-10 s and 0-20 s
+    mask = torch.tensor([[True, True, True], [True, True, False]])  # the second one ends at 10 s
+    out, keep = frame_grid(mem_times, times, mask)
+    assert keep.tolist() == [[True] * 4, [True, True, False, False]]
+    assert out[0].tolist() == [1.0, 3.0, 5.0, 9.0]  # distinct, in order, the frame at 30 s left out
+    assert out[1, :2].tolist() == [0.0, 10.0]  # no memory frame in the window: its own time queries
+
+
+def test_acting_frames_are_read_at_the_memory_frames(model, monkeypatch):
+    """The time head's pass behind `acted`: one time query per memory frame of the window, whatever the
+    activity query's own grid, so each memory token gets its own frame's score."""
+    import copy
+
+    model = copy.deepcopy(model).eval()
+    times, mask, obj, _ = query_inputs(model, "activity")
+    memory = random_memory(model)
+    frame = torch.arange(model.config.memory_size).div(8, rounding_mode="floor")  # 8 frames of 8 tokens
+    memory["times"] = (frame * 1.5).float().repeat(2, 1)  # at 0, 1.5, ... 10.5 s
+    read, decode = [], model.decode
+    monkeypatch.setattr(
+        model,
+        "decode",
+        lambda enc, t, m, kind, **k: read.append((kind, t, m)) or decode(enc, t, m, kind, **k),
+    )
+    with torch.no_grad():
+        out = model(memory, "activity", times, mask, object_tokens=obj)
+    ((_, t, m),) = [r for r in read if r[0] == "time"]
+    frames = [1.5 * f for f in range(8)]
+    assert t[0].tolist() == frames  # window 0-11 s: every frame
+    assert m[1].tolist() == [True] * 6 + [False] * 2 and t[1, :6].tolist() == frames[:6]  # window 0-8 s
+    acted = out["acted"]
+    assert torch.equal(acted[0], acted[0][frame * 8])  # a frame's tokens share its score
+    assert not torch.equal(acted[0][:8], acted[0][8:16])
+
+
 def test_activity_logits_add_the_segment_readers_reading_of_the_acting_runs(model):
     """An activity answer's logits: head + window reader + SEGMENT_WEIGHT x the segment reader's largest
     logit per activity over the window's acting runs (zero for an unfit reader)."""

@@ -111,6 +111,31 @@ def acting_spans(times: torch.Tensor, inside: torch.Tensor, scores: torch.Tensor
     return [(float(frames[a]), float(frames[b])) for a, b, _ in best_runs(best.float().cpu(), k, gap)]
 
 
+def frame_grid(
+    mem_times: torch.Tensor, times: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the time head reads an activity query's acting frames: each window's distinct memory-frame times,
+    padded with the last, so that every memory frame gets its own score. A window (from its first to its last
+    decoder time query, times / mask (b, l)) without memory frames keeps its time queries.
+    mem_times (b, m) -> times (b, n), mask (b, n)"""
+    times, mask = times.float(), mask.to(times.device)
+    mem_times = mem_times.to(times.device, torch.float32)
+    start, end = window_bounds(times, mask)
+    rows = []
+    for i in range(len(times)):
+        frames = torch.unique(mem_times[i][(mem_times[i] >= start[i]) & (mem_times[i] <= end[i])])
+        rows.append(frames if len(frames) else times[i][mask[i]])
+    n = max(len(r) for r in rows)
+    lengths = torch.tensor([len(r) for r in rows], device=times.device)
+    out = torch.stack([torch.cat([r, r[-1:].expand(n - len(r))]) for r in rows])
+    return out, torch.arange(n, device=times.device) < lengths[:, None]
+
+
+def window_bounds(times: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each window's first and last decoder time query: times / mask (b, l) -> start (b,), end (b,)"""
+    return times.masked_fill(~mask, float("inf")).amin(1), times.masked_fill(~mask, float("-inf")).amax(1)
+
+
 class WindowReader(nn.Module):
     """Features (`features`: (b, width)) -> activity logits through standardisation (the training features'
     mean and spread, set by `fit`) and one hidden layer. The output layer starts at zero: an unfit reader adds
@@ -187,8 +212,7 @@ class ReaderInputs:
         the window runs from the first to the last time query; acted (b, m) per memory token (`acted_on`).
         -> (b, 11 d + 3)"""
         times, mask = times.to(self.device, torch.float32), mask.to(self.device)
-        window = torch.stack([times.masked_fill(~mask, float("inf")).amin(1),
-                              times.masked_fill(~mask, float("-inf")).amax(1)], 1)  # fmt: skip
+        window = torch.stack(window_bounds(times, mask), 1)
         return WindowReader.features(
             memory["tokens"].to(self.device), memory["times"], window, crop.to(self.device), acted
         )
@@ -201,8 +225,7 @@ class ReaderInputs:
         (b, m)); zeros for a window without memory frames. -> (b, c)"""
         c = len(self.config.activities)
         times, mask = times.to(self.device, torch.float32), mask.to(self.device)
-        start = times.masked_fill(~mask, float("inf")).amin(1)
-        end = times.masked_fill(~mask, float("-inf")).amax(1)
+        start, end = window_bounds(times, mask)
         tokens, mem_times = memory["tokens"].to(self.device), memory["times"].to(self.device, torch.float32)
         rows = []
         for i in range(len(times)):
@@ -217,9 +240,10 @@ class ReaderInputs:
     def acted_on(self, enc: torch.Tensor, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor,
                  key_times: torch.Tensor) -> torch.Tensor:  # fmt: skip
         """How likely each memory token's time shows an activity query's crop acted on: the time head's inside
-        logits at the query's time queries, read from the activity query's own encoder output (no activity
-        given), each token taking its nearest time query's; key_times (b, n) `key_times(enc, memory)`. One more
-        decoder pass; it finds the crop's acting frames as well as a pass per activity does (README). -> (b, m)"""
+        logits at the window's memory frames (`frame_grid`), read from the activity query's own encoder output
+        (no activity given); key_times (b, n) `key_times(enc, memory)`. One more decoder pass; it finds the
+        crop's acting frames as well as a pass per activity does (README). -> (b, m)"""
+        times, mask = frame_grid(memory["times"], times, mask)
         m = memory["times"].shape[1]
         h = self.decode(enc, times, mask, "time", key_times=key_times)
         ev = self.localise(enc[:, :m], enc[:, m:], memory, times) if self.config.pointer else None
