@@ -408,7 +408,8 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
   over the window's frames their mean, last minus first, mean absolute step, spread and first half against
   second; with the crop's mean token; and the same summary over the window's frames where the crop's object is
   likeliest acted on (the top 15% by the time head's inside scores, read from the activity query's own encoder
-  output: one more decoder pass, a time query at each of the window's memory frames), through one hidden layer of 128. It is fit in its own phase after the
+  output: one more decoder pass, a time query at each of the window's memory frames), through one hidden
+  layer of 128. It is fit in its own phase after the
   decoder phase (`python -m longvmnet.train.reader`, `train/reader.py`): the training videos' activity queries
   on the memories the model writes, the head's logits fixed beside it, 500 steps (weight decay 0.1, dropout 0.5) in seconds. A probe of
   readers (`longvmnet probe --readers`) pointed there: the memory names the activities of unseen videos'
