@@ -172,26 +172,36 @@ def token_relevance(annotation: dict, times: np.ndarray, grid: int) -> np.ndarra
     return patch_activities(annotation, times, grid, names) > 0
 
 
+def answer_spans(annotation: dict, q: dict) -> list[tuple[float, float]]:
+    """When a query's answer happens, in seconds: a time or object query's answer span; an activity query's
+    crop object acting anywhere in the window (its segments, clipped to the window)."""
+    ans = q["answer"]
+    if "start" in ans:
+        return [(ans["start"], ans["end"])]
+    return [(max(s["start"], q["start"]), min(s["end"], q["end"])) for s in annotation["segments"]
+            if s["object"] == q["object"] and s["end"] > q["start"] and s["start"] < q["end"]]  # fmt: skip
+
+
+def in_spans(times: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+    """(n,) bool: which of `times` (seconds) lie in one of the (start, end) spans, ends included."""
+    times = np.asarray(times)
+    inside = np.zeros(len(times), dtype=bool)
+    for a, b in spans:
+        inside |= (times >= a) & (times <= b)
+    return inside
+
+
 def query_token_targets(
     annotation: dict, q: dict, times: np.ndarray, pos: np.ndarray, grid: int
 ) -> np.ndarray:
     """Which memory tokens answer a query: (n,) bool for tokens at `times` (seconds) and patch indices `pos`.
-    A token counts when its time lies in the answer (an activity query: in a segment of the query's object
-    inside the window) and its patch shows the query's object or the hand (boxes grown by half a patch).
-    The pointer's target."""
-    fps, ans = annotation["fps"], q["answer"]
+    A token counts when its time lies in the answer (`answer_spans`) and its patch shows the query's object or
+    the hand (boxes grown by half a patch). The pointer's target."""
+    fps = annotation["fps"]
     boxes = [annotation["objects"][q["object"]]["boxes"], *_hand_boxes(annotation)]
     xs, ys = _patch_centres(grid)
     out = np.zeros(len(times), dtype=bool)
-    if "start" in ans:
-        spans = [(ans["start"], ans["end"])]
-    else:  # an activity query: the crop's object acting anywhere in the window
-        spans = [(max(s["start"], q["start"]), min(s["end"], q["end"])) for s in annotation["segments"]
-                 if s["object"] == q["object"] and s["end"] > q["start"] and s["start"] < q["end"]]  # fmt: skip
-    inside = np.zeros(len(times), dtype=bool)
-    for a, b in spans:
-        inside |= (times >= a) & (times <= b)
-    for i in np.flatnonzero(inside):
+    for i in np.flatnonzero(in_spans(times, answer_spans(annotation, q))):
         out[i] = _on_boxes(boxes, int(round(times[i] * fps)), xs[pos[i] : pos[i] + 1], ys[pos[i] : pos[i] + 1],
                            0.5 / grid)[0]  # fmt: skip
     return out

@@ -43,7 +43,7 @@ from longvmnet.data.rest import ReSTData, video_batches
 from longvmnet.distributed import World
 from longvmnet.measure.ladder import memory_from_cache
 from longvmnet.model import LongVMNet
-from longvmnet.model.losses import Criterion
+from longvmnet.train.forward import StepForward
 from longvmnet.train.inputs import Row, RowRandom, TrainInputs
 from longvmnet.train.state import load_state, save_state
 
@@ -67,6 +67,9 @@ class TrainConfig:
     # (models with the pointer; the activity head does not read it). A fine-tune A/B on two seeds: object and
     # time answers gain, activity's equal; the recipe's decoder phase sets it
     activity_pointer: bool = False
+    # activity queries train the time head's inside scores at the window's memory frames on when the crop's
+    # object is acted on (`LongVMNet.acting_logits`, which the readers read as `acted`)
+    acted_target: bool = False
     sampler_aux: float = 1.0  # weight of the sampler's target: keep tokens showing activities (0 = off)
     scan_every: int = 100  # decoder phase: steps between rescans of the videos (the projection trains)
     # "longvmnet": end to end (the paper); "decoder": the sampler frozen, every query answered from its video's
@@ -97,7 +100,7 @@ class Trainer:
             raise ValueError("The benchmark has no training queries.")
         self.world.broadcast_module(model)  # every rank starts from rank 0's weights
         self.inputs = TrainInputs(model, data, cache, cfg)
-        self.crit = Criterion()
+        self.forward = StepForward(model, self.inputs, cfg, self.world)
         sampler_params = list(model.sampler.parameters())
         ids = {id(p) for p in sampler_params}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
@@ -167,16 +170,16 @@ class Trainer:
         `continual` queries) from it, and take one optimiser step on the summed losses.
 
         `batch` is the global batch; this rank computes its share of the rows (`World.shard`). The loss is
-        the global batch's (`_answer`); the summed gradients make the step of one process over the whole
-        batch. Afterwards the banks the ranks wrote are exchanged and the history takes the whole batch, so
-        every rank holds the memories one process would.
+        the global batch's (`StepForward.answer`); the summed gradients make the step of one process over the
+        whole batch. Afterwards the banks the ranks wrote are exchanged and the history takes the whole
+        batch, so every rank holds the memories one process would.
         """
         cfg, world = self.cfg, self.world
         rand = RowRandom(cfg.seed, self.step)
         rows = batch[world.shard(len(batch))]
         self.held = [video.id for video, _ in rows]
-        memory, spans, prov, aux = self._memories(rows, bank, rand)
-        total, n, logs = self._answer(rows, history, memory, spans, prov, rand)
+        memory, spans, prov, aux = self.forward.memories(rows, bank, self.scans, rand)
+        total, n, logs = self.forward.answer(rows, history, memory, spans, prov, rand)
         neural = self.model.config.selection == "neural"
         has_aux = cfg.method == "longvmnet" and cfg.sampler_aux > 0 and neural  # on every rank alike
         share = len(rows) / max(len(batch), 1)  # this rank's part of the batch-mean auxiliary loss
@@ -199,57 +202,6 @@ class Trainer:
             del history[video.id][: -max(cfg.continual, 1)]
         loss = float(total.detach()) + (cfg.sampler_aux * logs["sampler_aux"] if has_aux else 0.0)
         return {"loss": loss, **logs}
-
-    def _answer(self, rows: list[Row], history: dict, memory, spans, prov, rand: RowRandom):
-        """Each row's query (and, end to end, its video's last `continual` queries) answered from the row's
-        memory, one forward per query kind. Each kind's outputs and targets are gathered over the ranks, so
-        every rank computes the global batch's loss (the box and balanced terms pool over rows) and
-        back-propagates into its own rows only. -> loss (the same on every rank), answered queries, terms"""
-        cfg, world = self.cfg, self.world
-        items = []  # (row, query): the current query and the last p queries of the row's video
-        for i, (video, q) in enumerate(rows):
-            items.append((i, q))
-            if cfg.method == "longvmnet" and cfg.continual:
-                items += [(i, old) for old in history[video.id][-cfg.continual :]]
-        losses, terms_log, n = [], defaultdict(float), 0
-        for kind in ("activity", "object", "time"):
-            group = [(i, q) for i, q in items if q["type"] == kind]
-            queries = self.inputs.query_rows(kind, group, rows, spans, prov, rand)
-            length = world.max_int(max((len(x["grid"]) for x in queries), default=0))
-            if length == 0:  # no rank has a query of this kind
-                continue
-            out = tgt = None
-            if queries:
-                idx, times, mask, obj, act, tgt = self.inputs.collate(queries, length)
-                mem_k = {key: memory[key][idx] for key in ("tokens", "times", "rows", "cols")}
-                out = self.model(mem_k, kind, times, mask, object_tokens=obj, activity=act)
-            out, tgt = world.gather_rows(out), world.gather_rows(tgt)
-            loss, terms = self.crit(kind, out, tgt)
-            answered = len(tgt["mask"])
-            losses.append(loss * answered)
-            n += answered
-            for key, v in terms.items():
-                terms_log[key] += float(v.detach()) * answered
-        total = sum(losses) / n if losses else torch.zeros(())
-        return total, n, {"answered": n, **{k: v / max(n, 1) for k, v in terms_log.items()}}
-
-    def _memories(self, rows: list[Row], bank: dict, rand: RowRandom):
-        """-> each row's memory (b, m, ...), the baseline's clip spans (else None), each row's memory token
-        provenance (frames, patches), the sampler's auxiliary loss (or None)."""
-        cfg, c = self.cfg, self.model.config
-        if not rows:
-            return None, None, [], None
-        if cfg.method == "decoder":
-            prov = [self.scans[video.id] for video, _ in rows]
-            return self.inputs.scanned_memory(rows, self.scans, rand), None, prov, None
-        clip, clip_f = self.inputs.clips(rows, rand)
-        if cfg.method == "baseline":  # no memory: the clip itself
-            spans = [(float(t[0]), float(t[-1]) + 1.0 / c.memory_fps) for t in clip["times"]]
-            patches = clip["rows"] * c.grid + clip["cols"]
-            prov = [(clip_f[i], patches[i].numpy()) for i in range(len(rows))]
-            return clip, spans, prov, None
-        memory, aux = self.inputs.sampled_memory(rows, bank, clip, clip_f, rand)
-        return memory, None, [bank[video.id] for video, _ in rows], aux
 
     # ------------------------------------------------------------------ schedule and validation
     def set_lr(self, total: int) -> None:
