@@ -50,9 +50,6 @@ class ModelConfig:
     time_bias: bool = False  # time-local cross-attention: per-head bias -slope_h * |t_query - t_token| (ours)
     pointer: bool = False  # object and time heads read query-matched memory tokens near each time (ours)
     activity_conv: int = 0  # >0: the activity head convolves its time queries (this kernel), then mean + max
-    # an activity query's acting frames scored by a layer of their own on the time decoder's output, not by
-    # the time head's inside layer (TrainConfig.acted_target trains it)
-    acted_head: bool = False
     # the readers (ours, fit in the reader phase): activity logits also read straight from the window's memory
     # tokens; object and time answers pick among their best runs by a reader of each run's memory frames
     window_reader: bool = False

@@ -75,9 +75,7 @@ def train_on_ranks(bench: Path, out: Path, cache: Path, corpus: Path | None, wor
     torch.manual_seed(0)
     data = ReSTData(bench)
     model = LongVMNet(preset("tiny", activities=list(data.activities)))
-    # acted_target: every rank pads its activity queries' acting frames to the global batch's most
-    cfg = TrainConfig(batch_size=3, max_steps=3, epochs=100, lr=3e-3, lr_sampler=3e-3, warmup=1, seed=1,
-                      acted_target=True)  # fmt: skip
+    cfg = TrainConfig(batch_size=3, max_steps=3, epochs=100, lr=3e-3, lr_sampler=3e-3, warmup=1, seed=1)
     tr = Trainer(model, data, FeatureCache(cache, model), cfg, out, world=world)
     steps, step = [], tr.train_step
 

@@ -404,33 +404,6 @@ def test_acting_frames_are_read_at_the_memory_frames(model, monkeypatch):
     assert not torch.equal(acted[0][:8], acted[0][8:16])
 
 
-def test_the_acted_head_scores_the_acting_frames_apart_from_the_time_answers_inside_scores(model):
-    """With `acted_head`, `acted` is its own layer on the time decoder's output (plus the pointer's evidence):
-    it follows that layer's bias, and the inside layer time answers read leaves it alone."""
-    from dataclasses import replace
-
-    torch.manual_seed(0)
-    acting = LongVMNet(replace(model.config, acted_head=True)).eval()
-    missing = acting.load_state_dict(model.state_dict(), strict=False).missing_keys
-    assert sorted(missing) == ["heads.time.acted.bias", "heads.time.acted.weight"]
-    times, mask, obj, _ = query_inputs(acting, "activity")
-    memory = random_memory(acting)
-    memory["times"] = (
-        torch.arange(acting.config.memory_size).div(8, rounding_mode="floor").float().repeat(2, 1)
-    )
-
-    def acted():
-        with torch.no_grad():
-            return acting(memory, "activity", times, mask, object_tokens=obj)["acted"]
-
-    before = acted()
-    with torch.no_grad():
-        acting.heads["time"].inside.bias += 5.0
-        assert torch.equal(acted(), before)
-        acting.heads["time"].acted.bias += 2.0
-    assert torch.allclose(acted(), before + 2.0)
-
-
 def test_activity_logits_add_the_segment_readers_reading_of_the_acting_runs(model):
     """An activity answer's logits: head + window reader + SEGMENT_WEIGHT x the segment reader's largest
     logit per activity over the window's acting runs (zero for an unfit reader)."""

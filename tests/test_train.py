@@ -192,60 +192,6 @@ def test_pointer_targets_train_object_and_time_queries(tiny_benchmark, tmp_path)
     assert tr.train_step([by_kind["activity"]], {}, defaultdict(list))["pointer"] > 0
 
 
-def test_activity_queries_train_the_time_head_on_the_crop_objects_acting_frames(tiny_benchmark, tmp_path):
-    tr = make_trainer(tiny_benchmark, tmp_path, continual=0, method="decoder")
-    tr.prepare(progress=False)
-    tr.rescan()
-    tr.model.train()
-    row = next((v, q) for v in tr.videos for q in v.queries if q["type"] == "activity")
-    inside = tr.model.heads["time"].inside.weight
-    before = inside.detach().clone()
-    logs = tr.train_step([row], {}, defaultdict(list))
-    assert "acted" not in logs and torch.equal(inside, before)  # activity queries never reach the time head
-    tr.cfg.acted_target = True
-    logs = tr.train_step([row], {}, defaultdict(list))
-    assert logs["acted"] > 0 and not torch.equal(inside, before)
-
-
-def test_the_acted_target_trains_the_acted_head_and_leaves_the_inside_layer(tiny_benchmark, tmp_path):
-    torch.manual_seed(0)
-    data = ReSTData(tiny_benchmark)
-    model = LongVMNet(preset("tiny", activities=list(data.activities), acted_head=True))
-    cfg = TrainConfig(continual=0, method="decoder", acted_target=True)
-    tr = Trainer(model, data, FeatureCache(tmp_path / "cache", model), cfg, tmp_path / "out")
-    tr.prepare(progress=False)
-    tr.rescan()
-    model.train()
-    row = next((v, q) for v in tr.videos for q in v.queries if q["type"] == "activity")
-    head = model.heads["time"]
-    inside, acted = head.inside.weight.detach().clone(), head.acted.weight.detach().clone()
-    assert tr.train_step([row], {}, defaultdict(list))["acted"] > 0
-    assert torch.equal(head.inside.weight, inside) and not torch.equal(head.acted.weight, acted)
-
-
-def test_acting_targets_mark_the_memory_frames_where_the_crop_object_acts(tiny_benchmark, tmp_path):
-    from longvmnet.data.rest import answer_spans
-
-    tr = make_trainer(tiny_benchmark, tmp_path)
-    ann = {"segments": [{"activity": "pour", "object": "cup", "start": 2.0, "end": 4.0},
-                        {"activity": "stir", "object": "pan", "start": 5.0, "end": 7.0},
-                        {"activity": "wash", "object": "cup", "start": 8.0, "end": 12.0}]}  # fmt: skip
-    q = {"type": "activity", "object": "cup", "start": 3.0, "end": 10.0, "answer": {"activities": ["pour"]}}
-    assert answer_spans(ann, q) == [(3.0, 4.0), (8.0, 10.0)]  # the cup's segments, clipped to the window
-    items = [{"acting": answer_spans(ann, q)}, {"acting": [(0.0, 1.0)]}]
-    times = torch.tensor([[3.0, 3.5, 5.0, 9.0], [0.5, 2.0, 2.0, 2.0]])
-    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
-    tgt = {}
-    t, m = tr.inputs.acting_targets(items, times, mask, 6, tgt)
-    assert t.shape == m.shape == (2, 6) and m.sum(1).tolist() == [4, 2]  # padded to the global batch's width
-    assert t[0, 4:].tolist() == [9.0, 9.0]
-    assert tgt["acted"].tolist() == [
-        [True, True, False, True, True, True],
-        [True, False, False, False, False, False],
-    ]
-    assert torch.equal(tgt["acted_mask"], m)
-
-
 def test_decoder_phase_answers_from_the_full_scan_memory(tiny_benchmark, tmp_path):
     tr = make_trainer(tiny_benchmark, tmp_path, method="decoder")
     tr.prepare(progress=False)

@@ -463,6 +463,15 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
   44.6. Long and medium windows gained in all six pairs, short lost in five of six (means -1.7 and -1.0).
   `acted`'s AUC did not move (fresh 0.80 on long windows either way): every memory frame now has its own
   score. The ladder above is this reader's.
+- Measured and left: the decoder phase training `acted` itself (activity queries' time-head scores at the
+  window's memory frames against the crop object's segments). Through the time answers' inside layer it cost
+  time answers 3-8 points on both unseen sets; through a layer of its own it gained about one point on the
+  mean of 18 cells in an A/B from the same weights, but a whole decoder phase with it read activity medium
+  and long windows worse on both sets (fresh 63.1 / 45.7 / 40.3). One decoder-phase run differs from
+  another by 5-10 points per cell (docs/EXPERIMENTS.md).
+- Time answers read the memory up to 600 times (`inference.READ_MAX`; was 120, object answers stay at 120):
+  on these weights time tIoU>0.3 on the fresh videos went 68.6 / 59.5 / 56.9 -> 68.2 / 62.1 / 61.5, on
+  eval12 75.8 / 68.6 / 60.0 -> 76.9 / 69.7 / 61.5 (cached tokens, no cap, the same reads at 20 minutes).
 - The decoder phase runs 1200 steps (the bundled model's best validation came at step 700; with 41 training videos at 1000). Against 400 steps, on the 12-video
   benchmark, both with the window reader: time tIoU>0.3 64.0 / 51.1 / 36.9 against 54.5 / 40.5 / 30.8, object
   vIoU>0.3 33.7 / 22.7 / 21.4 against 37.5 / 21.6 / 19.0, activity R@1x 46.4 / 32.9 / 32.0 against

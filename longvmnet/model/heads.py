@@ -74,14 +74,11 @@ class TimeHead(nn.Module):
 
     SHIFTS = (-3, -1, 0, 1, 3)  # in time queries
 
-    def __init__(self, d_model: int, pointer: bool = False, acted: bool = False):
+    def __init__(self, d_model: int, pointer: bool = False):
         super().__init__()
         self.start = nn.Linear(d_model, 1)
         self.end = nn.Linear(d_model, 1)
         self.inside = nn.Linear(d_model, 1)
-        self.acted = (
-            nn.Linear(d_model, 1) if acted else None
-        )  # activity queries' acting frames (`acting_logits`)
         if pointer:
             self.start_ev = nn.Linear(len(self.SHIFTS), 1)
             self.end_ev = nn.Linear(len(self.SHIFTS), 1)
@@ -89,7 +86,6 @@ class TimeHead(nn.Module):
     def forward(self, h: torch.Tensor, mask: torch.Tensor, ev: dict | None = None) -> dict[str, torch.Tensor]:
         start, end = self.start(h).squeeze(-1), self.end(h).squeeze(-1)
         inside = self.inside(h).squeeze(-1)
-        acted = self.acted(h).squeeze(-1) if self.acted is not None else None
         if ev is not None:
             e = ev["evidence"]  # shifted within each row's real time queries (padding never leaks in)
             last = (mask.sum(1, keepdim=True) - 1).clamp(min=0)
@@ -100,9 +96,5 @@ class TimeHead(nn.Module):
             start = start + self.start_ev(shifted).squeeze(-1)
             end = end + self.end_ev(shifted).squeeze(-1)
             inside = inside + e
-            acted = acted + e if acted is not None else None
-        out = {"start_logits": start.masked_fill(~mask, NEG), "end_logits": end.masked_fill(~mask, NEG),
-               "inside_logits": inside.masked_fill(~mask, NEG)}  # fmt: skip
-        if acted is not None:
-            out["acted_logits"] = acted.masked_fill(~mask, NEG)
-        return out
+        return {"start_logits": start.masked_fill(~mask, NEG), "end_logits": end.masked_fill(~mask, NEG),
+                "inside_logits": inside.masked_fill(~mask, NEG)}  # fmt: skip

@@ -1,8 +1,7 @@
 """Training losses as named terms combined by a weight dict (DETR's criterion pattern).
 
 Targets per kind (b batch, l time queries, c classes):
-  activity: activity (b, c) multi-hot float; with acted_logits, acted (b, n) 1 where the crop's object is acted
-            on at the model's acting times, acted_mask (b, n) the real ones
+  activity: activity (b, c) multi-hot float
   object:   boxes (b, l, 4) normalised xyxy, box_mask (b, l) True where the object is annotated, mask (b, l)
   time:     start_idx (b,), end_idx (b,) indices into the time queries, inside (b, l) 1 inside the answer
   object and time, with the pointer: tokens (b, m) 1 for memory tokens that show the answer
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 from longvmnet.model.box_ops import cxcywh_to_xyxy, paired_giou
 
 DEFAULT_WEIGHTS = {"focal": 1.0, "l1": 5.0, "giou": 2.0, "presence": 1.0, "start": 1.0, "end": 1.0,
-                   "pointer": 1.0, "inside": 1.0, "acted": 1.0}  # fmt: skip
+                   "pointer": 1.0, "inside": 1.0}  # fmt: skip
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0):
@@ -44,16 +43,10 @@ class Criterion:
         self.focal_alpha = focal_alpha
 
     def loss_activity(self, out: dict, tgt: dict) -> dict[str, torch.Tensor]:
-        terms = {
+        return {
             "focal": sigmoid_focal_loss(out["activity_logits"], tgt["activity"].float(), self.focal_alpha),
             **self.loss_pointer(out, tgt),
         }
-        if "acted_logits" in out and "acted" in tgt:
-            mask = tgt["acted_mask"].to(out["acted_logits"].device)
-            terms["acted"] = balanced_bce(
-                out["acted_logits"][mask], tgt["acted"].to(mask.device)[mask].float()
-            )
-        return terms
 
     def loss_object(self, out: dict, tgt: dict) -> dict[str, torch.Tensor]:
         box_mask = tgt["box_mask"].to(out["boxes"].device)

@@ -13,8 +13,7 @@ token matches the query (activity outputs too in training, for TrainConfig.activ
 outputs add inside_logits (b, l). Padded time queries carry heads.NEG. With the window reader
 (config.window_reader, `reader.py`) activity logits add the reader's, outside training: it is fit in a phase
 of its own (`train/reader.py`); activity outputs then add acted (b, m), how likely each memory token's time
-shows the crop's object acted on (`acted_on`), and reader_features (b, 11 d + 3), the reader's input. In
-training, `forward(..., acting=)` adds acted_logits (b, n) at given times (TrainConfig.acted_target).
+shows the crop's object acted on (`acted_on`), and reader_features (b, 11 d + 3), the reader's input.
 """
 
 from __future__ import annotations
@@ -85,7 +84,7 @@ class LongVMNet(
         self.kind_embed = nn.Embedding(len(KINDS), d)  # which query type the decoder answers
         self.heads = nn.ModuleDict(
             {"activity": ActivityHead(d, len(c.activities), c.activity_conv), "object": ObjectHead(d, c.grid),
-             "time": TimeHead(d, c.pointer, c.acted_head)}
+             "time": TimeHead(d, c.pointer)}
         )  # fmt: skip
         if c.pointer:  # query-matched memory tokens, read near each time query (`localise`)
             self.match_in = nn.Linear(d, d)
@@ -238,13 +237,11 @@ class LongVMNet(
         *,
         object_tokens: torch.Tensor | None = None,
         activity: torch.Tensor | None = None,
-        acting: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Answer a batch of queries of one kind from memory alone.
 
         memory: tokens (b, m, d), times/rows/cols (b, m); times (b, l) seconds of the decoder's time queries,
         mask (b, l); object_tokens (b, p, d) for activity and time queries; activity (b,) for object and time.
-        Activity queries in training: `acting` times / mask (b, n) add acted_logits (b, n), `acting_logits`.
         """
         if kind not in KINDS:
             raise ValueError(f"Unknown query kind {kind!r}; use one of {', '.join(KINDS)}.")
@@ -253,13 +250,8 @@ class LongVMNet(
             raise ValueError(f"A {kind} query takes {'an object crop' if needs_object else 'no crop'} and "
                              f"{'an activity' if needs_activity else 'no activity'}.")  # fmt: skip
         crop = None if object_tokens is None else object_tokens.mean(1)
-        enc = self.encode(memory, object_tokens=object_tokens, activity=activity)
-        out = self.read(enc, memory, kind, times, mask, crop=crop)
-        if acting is not None:
-            if kind != "activity":
-                raise ValueError("Acting frames are read for activity queries only.")
-            out["acted_logits"] = self.acting_logits(enc, memory, *acting, self.key_times(enc, memory))
-        return out
+        return self.read(self.encode(memory, object_tokens=object_tokens, activity=activity), memory, kind,
+                         times, mask, crop=crop)  # fmt: skip
 
     def read(
         self,

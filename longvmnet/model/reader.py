@@ -239,25 +239,16 @@ class ReaderInputs:
 
     def acted_on(self, enc: torch.Tensor, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor,
                  key_times: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """How likely each memory token's time shows an activity query's crop acted on: `acting_logits` at the
-        window's memory frames (`frame_grid`), each token taking its frame's (the nearest read time's).
-        One more decoder pass; it finds the crop's acting frames as well as a pass per activity does (README).
-        -> (b, m)"""
+        """How likely each memory token's time shows an activity query's crop acted on: the time head's inside
+        logits at the window's memory frames (`frame_grid`), read from the activity query's own encoder output
+        (no activity given); key_times (b, n) `key_times(enc, memory)`. One more decoder pass; it finds the
+        crop's acting frames as well as a pass per activity does (README). -> (b, m)"""
         times, mask = frame_grid(memory["times"], times, mask)
-        inside = self.acting_logits(enc, memory, times, mask, key_times)
+        m = memory["times"].shape[1]
+        h = self.decode(enc, times, mask, "time", key_times=key_times)
+        ev = self.localise(enc[:, :m], enc[:, m:], memory, times) if self.config.pointer else None
+        inside = self.heads["time"](h, mask.to(self.device), ev)["inside_logits"]
         mem_times = memory["times"].to(self.device, torch.float32)
         dt = (mem_times[:, :, None] - times.to(self.device, torch.float32)[:, None]).abs()
         nearest = dt.masked_fill(~mask.to(self.device)[:, None], float("inf")).argmin(-1)
         return inside.gather(1, nearest)
-
-    def acting_logits(self, enc: torch.Tensor, memory: MemoryTensors, times: torch.Tensor, mask: torch.Tensor,
-                      key_times: torch.Tensor) -> torch.Tensor:  # fmt: skip
-        """The time head's inside logits at times / mask (b, n), read from an activity query's own encoder
-        output (no activity given): how likely the crop's object is acted on then. key_times (b, n_enc)
-        `key_times(enc, memory)`. The decoder phase trains them on the crop object's segments
-        (`TrainConfig.acted_target`). -> (b, n)"""
-        m = memory["times"].shape[1]
-        h = self.decode(enc, times, mask, "time", key_times=key_times)
-        ev = self.localise(enc[:, :m], enc[:, m:], memory, times) if self.config.pointer else None
-        out = self.heads["time"](h, mask.to(self.device), ev)
-        return out["acted_logits" if self.config.acted_head else "inside_logits"]

@@ -2,7 +2,7 @@
 into its video's bank, the video's full-scan memory, or for the per-query baseline the clip itself), then the
 loss of the row's queries answered from it (`Trainer.train_step` takes the optimiser step and syncs the ranks).
 
-Letters: b rows, m memory, l time queries, n acting times.
+Letters: b rows, m memory, l time queries.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import torch
 from longvmnet.distributed import World
 from longvmnet.model import LongVMNet
 from longvmnet.model.losses import Criterion
-from longvmnet.model.reader import frame_grid
 from longvmnet.train.inputs import Row, RowRandom, TrainInputs
 
 
 class StepForward:
     """A step's memories and its loss, rows as `World.shard` gives this rank (`cfg` is the TrainConfig:
-    method, continual and acted_target are read here)."""
+    method and continual are read here)."""
 
     def __init__(self, model: LongVMNet, inputs: TrainInputs, cfg, world: World):
         self.model, self.inputs, self.cfg, self.world = model, inputs, cfg, world
@@ -62,18 +61,11 @@ class StepForward:
             length = world.max_int(max((len(x["grid"]) for x in queries), default=0))
             if length == 0:  # no rank has a query of this kind
                 continue
-            out = tgt = acting = None
-            acted = kind == "activity" and cfg.acted_target  # the same on every rank
+            out = tgt = None
             if queries:
                 idx, times, mask, obj, act, tgt = self.inputs.collate(queries, length)
                 mem_k = {key: memory[key][idx] for key in ("tokens", "times", "rows", "cols")}
-                acting = frame_grid(mem_k["times"], times, mask) if acted else None
-            if acted:  # every rank pads its acting frames to the global batch's most
-                frames = world.max_int(acting[0].shape[1] if queries else 0)
-                if queries:
-                    acting = self.inputs.acting_targets(queries, *acting, frames, tgt)
-            if queries:
-                out = self.model(mem_k, kind, times, mask, object_tokens=obj, activity=act, acting=acting)
+                out = self.model(mem_k, kind, times, mask, object_tokens=obj, activity=act)
             out, tgt = world.gather_rows(out), world.gather_rows(tgt)
             loss, terms = self.crit(kind, out, tgt)
             answered = len(tgt["mask"])

@@ -22,10 +22,8 @@ from longvmnet.data.features import FeatureCache, VideoFeatures
 from longvmnet.data.rest import (
     ReSTData,
     VideoItem,
-    answer_spans,
     frames_in,
     gt_span,
-    in_spans,
     multi_hot,
     query_grid,
     query_token_targets,
@@ -188,7 +186,7 @@ class TrainInputs:
     def query_rows(self, kind: str, group: list[tuple[int, dict]], rows: list[Row], spans, prov,
                    rand: RowRandom) -> list[dict]:  # fmt: skip
         """The decoder inputs and targets of each (row, query) of one kind, unpadded: "row", "grid" (l,),
-        "tgt", and "crop", "activity", "tokens", "acting" as the kind and config need them. Queries without a target
+        "tgt", and "crop", "activity", "tokens" as the kind and config need them. Queries without a target
         (the baseline's clip misses the answer) are left out. `prov` holds each row's memory token provenance
         (frames, patches), for the pointer's target; `spans` the baseline's clip spans (None: whole windows)."""
         c, acts = self.model.config, self.data.activities
@@ -214,8 +212,6 @@ class TrainInputs:
                 item["crop"] = self.crops[q["crop"]]
             if kind in ("object", "time"):
                 item["activity"] = acts.index(q["activity"])
-            if kind == "activity" and self.cfg.acted_target:
-                item["acting"] = answer_spans(video.annotations, q)
             if c.pointer and (kind != "activity" or self.cfg.activity_pointer):
                 f, pos = prov[i]
                 item["tokens"] = torch.from_numpy(
@@ -248,19 +244,6 @@ class TrainInputs:
         act = torch.tensor([x["activity"] for x in items]) if "activity" in items[0] else None
         tgt = {k: v.to(self.model.device) for k, v in tgt.items()}
         return torch.tensor([x["row"] for x in items]), times, mask, obj, act, tgt
-
-    def acting_targets(self, items: list[dict], times: torch.Tensor, mask: torch.Tensor, length: int,
-                       tgt: dict) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """Activity queries' acting times (`reader.frame_grid`: times / mask (b, n)) padded to `length` >= n,
-        and their targets added to `tgt`: "acted" (b, length) 1 where the crop's object is acted on in the
-        window (the item's "acting" spans), "acted_mask". -> (times, mask) for `LongVMNet.forward(acting=)`"""
-        extra = length - times.shape[1]
-        times = torch.cat([times, times[:, -1:].expand(-1, extra)], 1)
-        mask = torch.nn.functional.pad(mask, (0, extra), value=False)
-        acted = [in_spans(t.cpu().numpy(), x["acting"]) for t, x in zip(times, items)]
-        tgt["acted"] = torch.from_numpy(np.stack(acted)).to(self.model.device)
-        tgt["acted_mask"] = mask.to(self.model.device)
-        return times, mask
 
     def clip_targets(self, q: dict, grid: torch.Tensor, fps: float, video: VideoItem):
         """The per-query baseline sees one clip: targets restricted to the clip's time span."""

@@ -67,9 +67,6 @@ class TrainConfig:
     # (models with the pointer; the activity head does not read it). A fine-tune A/B on two seeds: object and
     # time answers gain, activity's equal; the recipe's decoder phase sets it
     activity_pointer: bool = False
-    # activity queries train the time head's inside scores at the window's memory frames on when the crop's
-    # object is acted on (`LongVMNet.acting_logits`, which the readers read as `acted`)
-    acted_target: bool = False
     sampler_aux: float = 1.0  # weight of the sampler's target: keep tokens showing activities (0 = off)
     scan_every: int = 100  # decoder phase: steps between rescans of the videos (the projection trains)
     # "longvmnet": end to end (the paper); "decoder": the sampler frozen, every query answered from its video's
