@@ -471,7 +471,8 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
   another by 5-10 points per cell (docs/EXPERIMENTS.md).
 - Time answers read the memory up to 600 times (`inference.READ_MAX`; was 120, object answers stay at 120):
   on these weights time tIoU>0.3 on the fresh videos went 68.6 / 59.5 / 56.9 -> 68.2 / 62.1 / 61.5, on
-  eval12 75.8 / 68.6 / 60.0 -> 76.9 / 69.7 / 61.5 (cached tokens, no cap, the same reads at 20 minutes).
+  eval12 75.8 / 68.6 / 60.0 -> 76.9 / 69.7 / 61.5 (cached tokens, without a cap: 600 reads a 20-minute
+  window in full; the ladder above reads the fresh videos at 600: 68.2 / 62.1 / 60.0).
 - The decoder phase runs 1200 steps (the bundled model's best validation came at step 700; with 41 training videos at 1000). Against 400 steps, on the 12-video
   benchmark, both with the window reader: time tIoU>0.3 64.0 / 51.1 / 36.9 against 54.5 / 40.5 / 30.8, object
   vIoU>0.3 33.7 / 22.7 / 21.4 against 37.5 / 21.6 / 19.0, activity R@1x 46.4 / 32.9 / 32.0 against
