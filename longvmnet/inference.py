@@ -40,9 +40,10 @@ Progress = Callable[[int, int], None]  # (frames scanned, frames in total)
 MAX_CROP_PIXELS = 4096 * 4096
 # decoder time queries per second, where fewer than the answer's, and at most READ_MAX of them per query,
 # evenly spaced (read_grid; activity queries: the config's activity_max_queries). Time answers gained from
-# every read of a 20-minute window (600), object answers lost a few past 120 (README, Speed)
+# reading long windows densely: 512 reads (two of the decoder's 256-query chunks, no padding) answered three
+# sets of unseen videos as well as 600 or better; object answers lost a few past 120 (README, Speed)
 READ_FPS = {"object": 0.5, "time": 0.5}
-READ_MAX = {"object": 120, "time": 600}
+READ_MAX = {"object": 120, "time": 512}
 # Object and time answers with the segment reader (`rerank`): the best RERANK_RUNS disjoint runs, at least
 # RERANK_GAP_S apart, weighed by RERANK_WEIGHT x the reader's logit of the query's activity. Of 3 or 5 runs
 # and weights 0.2, 0.5 and 1, these read unseen videos' object and time queries best together (README).

@@ -469,10 +469,18 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
   mean of 18 cells in an A/B from the same weights, but a whole decoder phase with it read activity medium
   and long windows worse on both sets (fresh 63.1 / 45.7 / 40.3). One decoder-phase run differs from
   another by 5-10 points per cell (docs/EXPERIMENTS.md).
-- Time answers read the memory up to 600 times (`inference.READ_MAX`; was 120, object answers stay at 120):
-  on these weights time tIoU>0.3 on the fresh videos went 68.6 / 59.5 / 56.9 -> 68.2 / 62.1 / 61.5, on
-  eval12 75.8 / 68.6 / 60.0 -> 76.9 / 69.7 / 61.5 (cached tokens, without a cap: 600 reads a 20-minute
-  window in full; the ladder above reads the fresh videos at 600: 68.2 / 62.1 / 60.0).
+- Time answers read the memory up to 512 times (`inference.READ_MAX`; was 120, object answers stay at 120):
+  on these weights time tIoU>0.3 on the fresh videos went 68.6 / 59.5 / 56.9 -> 68.2 / 62.1 / 60.0, on
+  eval12 75.8 / 68.6 / 60.0 -> 76.9 / 69.7 / 66.2, on 31 videos the decoder phase never saw 65.8 / 52.8 /
+  43.8 -> 66.4 / 56.0 / 45.9 (cached tokens). 512 reads are two of the decoder's 256-query chunks; 600
+  (padded to three) read the three sets the same or worse (docs/EXPERIMENTS.md).
+- What `acted` misses on medium and long windows is which object: it ranks the crop object's acting frames
+  above frames where nothing is done with AUC 0.92-0.96, above other objects' acting frames with 0.70-0.86,
+  and on long windows about half the frames the window reader reads show another object acted on. The memory
+  tokens carry little of an object's identity (a crop picks its own object's tokens from same-category
+  objects' with AUC 0.68-0.69 by cosine, 0.74-0.76 by a match fit on training videos, which reach 0.96
+  there). Adding the crop's cosine to `acted`, refining it per frame, averaging two decoders' and fitting
+  the readers on videos the decoder never saw were measured and left (docs/EXPERIMENTS.md).
 - The decoder phase runs 1200 steps (the bundled model's best validation came at step 700; with 41 training videos at 1000). Against 400 steps, on the 12-video
   benchmark, both with the window reader: time tIoU>0.3 64.0 / 51.1 / 36.9 against 54.5 / 40.5 / 30.8, object
   vIoU>0.3 33.7 / 22.7 / 21.4 against 37.5 / 21.6 / 19.0, activity R@1x 46.4 / 32.9 / 32.0 against
