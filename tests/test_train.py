@@ -297,32 +297,3 @@ def test_reader_phase_command_writes_a_checkpoint_with_the_fit_reader(
     assert all(torch.equal(v, before.state_dict()[k]) for k, v in weights.items())
     with pytest.raises(SystemExit, match="does not exist"):  # one sentence, no traceback
         main(["--checkpoint", str(tmp_path / "missing"), "--data", str(tiny_benchmark)])
-
-
-def test_identity_term_reads_which_memory_tokens_lie_on_the_crops_object(tiny_benchmark, tmp_path):
-    from longvmnet.data.rest import _on_boxes, _patch_centres
-
-    tr = make_trainer(tiny_benchmark, tmp_path, method="decoder", batch_size=8, max_steps=1, epochs=100,
-                      identity=1.0)  # fmt: skip
-    tr.prepare(progress=False)
-    tr.rescan()
-    g = tr.model.config.grid
-    xs, ys = _patch_centres(g)
-    video = tr.videos[0]
-    keys, hits = tr.inputs.object_hits(video, *tr.scans[video.id])
-    frames, pos = tr.scans[video.id]
-    times, fps = tr.inputs.feats[video.id].times[frames], video.annotations["fps"]
-    assert hits.shape == (len(frames), len(keys)) and hits.any()
-    for j, key in enumerate(keys):  # each token against the object's annotated box at the token's frame
-        boxes = [video.annotations["objects"][key]["boxes"]]
-        want = [_on_boxes(boxes, int(round(t * fps)), xs[p : p + 1], ys[p : p + 1], 0.0)[0]
-                for t, p in zip(times, pos)]  # fmt: skip
-        assert hits[:, j].tolist() == want
-    logs = tr.train_step(tr.batches(random.Random(0))[0], {}, defaultdict(list))
-    assert logs["identity"] > 0  # activity and time queries score their crop's object's tokens
-    off = make_trainer(
-        tiny_benchmark, tmp_path / "off", method="decoder", batch_size=8, max_steps=1, epochs=100
-    )
-    off.prepare(progress=False)
-    off.rescan()
-    assert "identity" not in off.train_step(off.batches(random.Random(0))[0], {}, defaultdict(list))

@@ -46,7 +46,6 @@ class Criterion:
         return {
             "focal": sigmoid_focal_loss(out["activity_logits"], tgt["activity"].float(), self.focal_alpha),
             **self.loss_pointer(out, tgt),
-            **self.loss_identity(out, tgt),
         }
 
     def loss_object(self, out: dict, tgt: dict) -> dict[str, torch.Tensor]:
@@ -69,23 +68,12 @@ class Criterion:
         logits = out["token_logits"]
         return {"pointer": balanced_bce(logits.flatten(), tgt["tokens"].to(logits.device).float().flatten())}
 
-    def loss_identity(self, out: dict, tgt: dict) -> dict[str, torch.Tensor]:
-        """Memory tokens on the crop's object (1) against tokens on other objects (0; -1: on none, left out)."""
-        if "identity_logits" not in out or "identity" not in tgt:
-            return {}
-        logits, ident = out["identity_logits"], tgt["identity"].to(out["identity_logits"].device)
-        keep = ident >= 0
-        if not keep.any():
-            return {}
-        return {"identity": balanced_bce(logits[keep], ident[keep].float())}
-
     def loss_time(self, out: dict, tgt: dict) -> dict[str, torch.Tensor]:
         dev = out["start_logits"].device
         terms = {
             "start": F.cross_entropy(out["start_logits"], tgt["start_idx"].to(dev)),
             "end": F.cross_entropy(out["end_logits"], tgt["end_idx"].to(dev)),
             **self.loss_pointer(out, tgt),
-            **self.loss_identity(out, tgt),
         }
         if "inside_logits" in out and "inside" in tgt:
             mask = tgt["mask"].to(dev)

@@ -13,11 +13,8 @@ import torch
 
 from longvmnet.distributed import World
 from longvmnet.model import LongVMNet
-from longvmnet.model.losses import DEFAULT_WEIGHTS, Criterion
+from longvmnet.model.losses import Criterion
 from longvmnet.train.inputs import Row, RowRandom, TrainInputs
-
-
-IDENTITY_SCALE, IDENTITY_MARGIN = 10.0, 0.5  # the identity term's logits: 10 x (cosine - 0.5)
 
 
 class StepForward:
@@ -26,7 +23,7 @@ class StepForward:
 
     def __init__(self, model: LongVMNet, inputs: TrainInputs, cfg, world: World):
         self.model, self.inputs, self.cfg, self.world = model, inputs, cfg, world
-        self.crit = Criterion({**DEFAULT_WEIGHTS, "identity": cfg.identity})
+        self.crit = Criterion()
 
     def memories(self, rows: list[Row], bank: dict, scans: dict, rand: RowRandom):
         """-> each row's memory (b, m, ...), the baseline's clip spans (else None), each row's memory token
@@ -69,11 +66,6 @@ class StepForward:
                 idx, times, mask, obj, act, tgt = self.inputs.collate(queries, length)
                 mem_k = {key: memory[key][idx] for key in ("tokens", "times", "rows", "cols")}
                 out = self.model(mem_k, kind, times, mask, object_tokens=obj, activity=act)
-                if "identity" in tgt:  # each memory token's cosine with the crop's mean token
-                    cos = torch.nn.functional.cosine_similarity(
-                        mem_k["tokens"], obj.mean(1, keepdim=True), dim=-1
-                    )
-                    out["identity_logits"] = IDENTITY_SCALE * (cos - IDENTITY_MARGIN)
             out, tgt = world.gather_rows(out), world.gather_rows(tgt)
             loss, terms = self.crit(kind, out, tgt)
             answered = len(tgt["mask"])

@@ -82,8 +82,6 @@ class TrainInputs:
         self.feats: dict[str, VideoFeatures] = {}
         self.crops: dict[str, torch.Tensor] = {}
         self.relevance: dict[str, np.ndarray] = {}  # video -> (frames, p) tokens that show an activity
-        self.boxes: dict[str, tuple[list[str], np.ndarray]] = {}  # video -> object keys, (objects, frames, 4)
-        self.hits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # video -> (scan frames, `object_hits`)
 
     def prepare(self, videos: list[VideoItem], progress: bool = True) -> None:
         for v in tqdm(videos, desc="caching features", disable=not progress):
@@ -184,34 +182,6 @@ class TrainInputs:
             )
         return self._stack(parts)
 
-    def object_hits(
-        self, video: VideoItem, frames: np.ndarray, pos: np.ndarray
-    ) -> tuple[list[str], np.ndarray]:
-        """Which objects' annotated boxes hold each token's patch centre at its frame: object keys, (n, objects)
-        bool. Kept per video for its last scan (`frames` is the scan's array)."""
-        if video.id not in self.boxes:
-            ann = video.annotations
-            keys = list(ann["objects"])
-            n = max(len(ann["objects"][k]["boxes"]) for k in keys)
-            arr = np.full((len(keys), n, 4), np.nan, dtype=np.float32)
-            for j, k in enumerate(keys):
-                for f, box in enumerate(ann["objects"][k]["boxes"]):
-                    if box is not None:
-                        arr[j, f] = box
-            self.boxes[video.id] = (keys, arr)
-        keys, arr = self.boxes[video.id]
-        held = self.hits.get(video.id)
-        if held is None or held[0] is not frames:
-            g = self.model.config.grid
-            fps = video.annotations["fps"]
-            af = np.clip(np.round(self.feats[video.id].times[frames] * fps).astype(int), 0, arr.shape[1] - 1)
-            x, y = (pos % g + 0.5) / g, (pos // g + 0.5) / g
-            b = arr[:, af]  # (objects, n, 4)
-            with np.errstate(invalid="ignore"):
-                inside = (x >= b[..., 0]) & (x < b[..., 2]) & (y >= b[..., 1]) & (y < b[..., 3])
-            held = self.hits[video.id] = (frames, inside.T)
-        return keys, held[1]
-
     # ------------------------------------------------------------------ queries
     def query_rows(self, kind: str, group: list[tuple[int, dict]], rows: list[Row], spans, prov,
                    rand: RowRandom) -> list[dict]:  # fmt: skip
@@ -247,12 +217,6 @@ class TrainInputs:
                 item["tokens"] = torch.from_numpy(
                     query_token_targets(video.annotations, q, self.feats[video.id].times[f], pos, c.grid)
                 )
-            if self.cfg.identity > 0 and kind != "object" and spans is None:
-                keys, hits = self.object_hits(video, *prov[i])
-                own = hits[:, keys.index(q["object"])]
-                item["identity"] = torch.from_numpy(
-                    np.where(own, 1, np.where(hits.any(1), 0, -1)).astype(np.int8)
-                )
             out.append(item)
         return out
 
@@ -274,9 +238,8 @@ class TrainInputs:
                 ]
             tgt[key] = torch.stack(vals)
         tgt["mask"] = mask
-        for key in ("tokens", "identity"):
-            if key in items[0]:
-                tgt[key] = torch.stack([x[key] for x in items])
+        if "tokens" in items[0]:
+            tgt["tokens"] = torch.stack([x["tokens"] for x in items])
         obj = self.model.project(torch.stack([x["crop"] for x in items])) if "crop" in items[0] else None
         act = torch.tensor([x["activity"] for x in items]) if "activity" in items[0] else None
         tgt = {k: v.to(self.model.device) for k, v in tgt.items()}

@@ -78,8 +78,6 @@ def main(argv: list[str] | None = None) -> dict:
                    help="steps of the decoder phase after end-to-end training (the model that ships)")  # fmt: skip
     p.add_argument("--extra-train-videos", type=int, default=62,
                    help="more generated training videos, added before the decoder phase (which they train)")  # fmt: skip
-    p.add_argument("--identity", type=float, default=0.0,
-                   help="weight of the decoder phase's identity term (TrainConfig.identity)")  # fmt: skip
     p.add_argument("--val-every", type=int, default=100, help="steps between validations (best model kept)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help=f"of {','.join(VARIANTS)}")
     p.add_argument("--sweep", default="8,16,32", help="memory sizes in frames' worth of tokens")
@@ -181,8 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
                 f"The end-to-end model has weights the shipped one lacks: {loaded.unexpected_keys}"
             )
         cfg = TrainConfig(max_steps=args.decoder_steps, epochs=10**6, seed=args.seed, method="decoder",
-                          batch_size=16, val_every=args.val_every, activity_pointer=True,
-                          identity=args.identity)  # fmt: skip
+                          batch_size=16, val_every=args.val_every, activity_pointer=True)  # fmt: skip
         Trainer(model, data, cache, cfg, decoded).run()
 
     train_decoder()

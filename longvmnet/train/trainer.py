@@ -68,9 +68,6 @@ class TrainConfig:
     # time answers gain, activity's equal; the recipe's decoder phase sets it
     activity_pointer: bool = False
     sampler_aux: float = 1.0  # weight of the sampler's target: keep tokens showing activities (0 = off)
-    # decoder phase: weight of the identity term (memory tokens on the crop's object against tokens on other
-    # objects, by their cosine with the crop's mean projected token; 0 = off)
-    identity: float = 0.0
     scan_every: int = 100  # decoder phase: steps between rescans of the videos (the projection trains)
     # "longvmnet": end to end (the paper); "decoder": the sampler frozen, every query answered from its video's
     # full-scan memory as at inference (rescanned every `scan_every` steps), `batch_size` queries of any videos
