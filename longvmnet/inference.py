@@ -341,62 +341,14 @@ def answer_batch(model, memory: MemoryTensors, kind: str, batch: Sequence[Query]
     fps, read_fps, max_len = read_grid(model, kind)
     grid = collate(list(batch), read_fps, max_len)
     mem = {k: v.expand(len(batch), *v.shape[1:]) for k, v in memory.items()}
-    coarse = int(os.environ.get("LVM_COARSE", "0"))
-    if kind in ("time", "object") and coarse and grid["times"].shape[1] > coarse:
-        out, grid = _coarse_to_fine(model, enc[rows], mem, kind, batch, read_fps, max_len, coarse)
-    else:
-        out = model.read(
-            enc[rows], mem, kind, grid["times"], grid["mask"], crop=None if crop is None else crop[rows]
-        )
+    out = model.read(
+        enc[rows], mem, kind, grid["times"], grid["mask"], crop=None if crop is None else crop[rows]
+    )
     if read_fps != fps:
         fine = collate(list(batch), fps)
         out, grid = _interpolate(out, grid, fine), fine
     runs = rerank(model, memory, kind, batch, out, grid, fps)
     return decode(kind, out, grid["times"], grid["mask"], c.activities, fps, runs), out
-
-
-def _coarse_to_fine(model, enc, mem, kind, batch, read_fps, max_len, coarse):
-    """Read `coarse` evenly spaced times, then the dense grid's times near the best runs. -> out, grid"""
-    cg = collate(list(batch), read_fps, coarse)
-    oc = model.read(enc, mem, kind, cg["times"], cg["mask"])
-    key = "presence_logits" if kind == "object" else "inside_logits"
-    logits = oc[key].float().cpu()
-    dense_t = []
-    for i, q in enumerate(batch):
-        n = int(cg["mask"][i].sum())
-        t = cg["times"][i, :n]
-        step = float(t[1] - t[0]) if n > 1 else 1.0
-        runs = best_runs(logits[i, :n], RERANK_RUNS, max(1, round(RERANK_GAP_S / step)))
-        full = time_grid(q.start, q.end, read_fps, max_len)
-        keep = torch.zeros(len(full), dtype=torch.bool)
-        for a, b, _ in runs:
-            keep |= (full >= float(t[a]) - step) & (full <= float(t[b]) + step)
-        dense_t.append(full[keep])
-    length = max(1, max(len(x) for x in dense_t))
-    dt = torch.zeros(len(batch), length)
-    dm = torch.zeros(len(batch), length, dtype=torch.bool)
-    for i, x in enumerate(dense_t):
-        if len(x):
-            dt[i, : len(x)], dt[i, len(x) :], dm[i, : len(x)] = x, x[-1], True
-        else:
-            dt[i] = cg["times"][i, 0]
-    od = model.read(enc, mem, kind, dt, dm)
-    keys = [k for k in PER_TIME if k in oc]
-    rows_t, rows_o = [], {k: [] for k in keys}
-    for i in range(len(batch)):
-        n, m = int(cg["mask"][i].sum()), int(dm[i].sum())
-        t = torch.cat([cg["times"][i, :n], dt[i, :m]])
-        order = torch.argsort(t, stable=True)
-        rows_t.append(t[order])
-        for k in keys:
-            rows_o[k].append(torch.cat([oc[k][i, :n].float().cpu(), od[k][i, :m].float().cpu()])[order])
-    L = max(len(t) for t in rows_t)
-    times = torch.stack([torch.cat([t, t[-1:].expand(L - len(t))]) for t in rows_t])
-    mask = torch.stack([torch.arange(L) < len(t) for t in rows_t])
-    out = dict(oc)
-    for k in keys:
-        out[k] = torch.stack([torch.cat([x, x[-1:].expand(L - len(x), *x.shape[1:])]) for x in rows_o[k]])
-    return out, {"times": times, "mask": mask}
 
 
 def rerank(model, memory: MemoryTensors, kind: str, batch: Sequence[Query], out: dict[str, torch.Tensor],
