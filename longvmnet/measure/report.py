@@ -482,7 +482,9 @@ synthetic ReST-style benchmark. It is the default checkpoint of the longvmnet de
   there). Adding the crop's cosine to `acted`, refining it per frame, averaging two decoders' and fitting
   the readers on videos the decoder never saw were measured and left, and so was an identity term on the
   projection in the decoder phase: the tokens kept identity, every answer cell lost 9-26 points and the
-  frozen sampler's memory weakened (enrichment 11.5x on the fresh videos; docs/EXPERIMENTS.md).
+  frozen sampler's memory weakened (enrichment 11.5x on the fresh videos). In the end-to-end phase the same
+  term kept the memory (16.8x) and the tokens' identity, but time answers lost 9-20 points on every cell of
+  both sets and activity moved within a run's spread (docs/EXPERIMENTS.md).
 - The decoder phase runs 1200 steps (the bundled model's best validation came at step 700; with 41 training videos at 1000). Against 400 steps, on the 12-video
   benchmark, both with the window reader: time tIoU>0.3 64.0 / 51.1 / 36.9 against 54.5 / 40.5 / 30.8, object
   vIoU>0.3 33.7 / 22.7 / 21.4 against 37.5 / 21.6 / 19.0, activity R@1x 46.4 / 32.9 / 32.0 against
